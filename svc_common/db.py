@@ -1,0 +1,180 @@
+"""Database access shared by every service: engine, tenant-scoped sessions, platform tables.
+
+Tenancy by construction: a session opened for a tenant adds `tenant_id = :tenant`
+to every ORM query of a TenantScoped model and stamps (or checks) it on every new row,
+so a handler cannot read or write another tenant's data by forgetting a filter.
+"""
+import datetime as dt
+import os
+import threading
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import (
+    Mapped, ORMExecuteState, Session, declared_attr, mapped_column,
+    sessionmaker, with_loader_criteria,
+)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite returns naive ones)."""
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: times are UTC-aware")
+        value = value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+class TenantScoped:
+    """Mixin: the row belongs to a tenant; sessions filter on it automatically."""
+
+    @declared_attr
+    def tenant_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(sa.Uuid, nullable=False, index=True)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _scope_queries_to_tenant(state: ORMExecuteState) -> None:
+    tenant_id = state.session.info.get("tenant_id")
+    if tenant_id is None or not (state.is_select or state.is_update or state.is_delete):
+        return
+    state.statement = state.statement.options(
+        with_loader_criteria(TenantScoped, lambda cls: cls.tenant_id == tenant_id, include_aliases=True)
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_tenant_on_new_rows(session: Session, flush_context, instances) -> None:
+    tenant_id = session.info.get("tenant_id")
+    if tenant_id is None:
+        return
+    for obj in list(session.new) + list(session.dirty):
+        if isinstance(obj, TenantScoped):
+            if obj.tenant_id is None:
+                obj.tenant_id = tenant_id
+            elif obj.tenant_id != tenant_id:
+                raise PermissionError("row of another tenant in a tenant-scoped session")
+
+
+def platform_tables(metadata: sa.MetaData) -> "PlatformTables":
+    """The tables every service has beside its own: outbox, processed events, counters."""
+    return PlatformTables(metadata)
+
+
+class PlatformTables:
+    def __init__(self, metadata: sa.MetaData):
+        self.outbox = sa.Table(
+            "outbox_messages", metadata,
+            sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+            sa.Column("event_id", sa.Uuid, nullable=False, unique=True),
+            sa.Column("tenant_id", sa.Uuid, nullable=False),
+            sa.Column("type", sa.String(100), nullable=False),
+            sa.Column("exchange", sa.String(100), nullable=False),
+            sa.Column("envelope", sa.JSON, nullable=False),
+            sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+            sa.Column("published_at", UTCDateTime, nullable=True),
+            sa.Index("ix_outbox_unpublished", "id",
+                     postgresql_where=sa.text("published_at IS NULL"),
+                     sqlite_where=sa.text("published_at IS NULL")),
+        )
+        # Idempotent consumers: one row per (consumer, event) in the effect's transaction.
+        self.processed_events = sa.Table(
+            "processed_events", metadata,
+            sa.Column("consumer", sa.String(200), primary_key=True),
+            sa.Column("event_id", sa.Uuid, primary_key=True),
+            sa.Column("processed_at", UTCDateTime, nullable=False, default=utcnow),
+        )
+        # Human-readable, tenant-unique document numbers (WO000001, REQ000001 ...).
+        self.document_counters = sa.Table(
+            "document_counters", metadata,
+            sa.Column("tenant_id", sa.Uuid, primary_key=True),
+            sa.Column("kind", sa.String(40), primary_key=True),
+            sa.Column("last_value", sa.BigInteger, nullable=False),
+        )
+
+
+def next_document_number(session: Session, tables: PlatformTables, tenant_id: uuid.UUID,
+                         kind: str, prefix: str, width: int = 6) -> str:
+    """Atomically take the next number of a tenant's document series."""
+    counters = tables.document_counters
+    updated = session.execute(
+        sa.update(counters)
+        .where(counters.c.tenant_id == tenant_id, counters.c.kind == kind)
+        .values(last_value=counters.c.last_value + 1)
+        .returning(counters.c.last_value)
+    ).scalar()
+    if updated is None:
+        try:
+            with session.begin_nested():
+                session.execute(sa.insert(counters).values(tenant_id=tenant_id, kind=kind, last_value=1))
+            updated = 1
+        except sa.exc.IntegrityError:  # another transaction created the series first
+            return next_document_number(session, tables, tenant_id, kind, prefix, width)
+    return f"{prefix}{updated:0{width}d}"
+
+
+def make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None  # SQLAlchemy issues BEGIN itself (below)
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin_immediate(conn):
+            # Take the write lock at BEGIN so concurrent writers queue instead of failing.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    pool = int(os.environ.get("DB_POOL_SIZE", "10"))
+    return sa.create_engine(url, pool_size=pool, max_overflow=pool, pool_pre_ping=True)
+
+
+class Database:
+    """One per service process: the engine, its sessions, and the outbox wake-up."""
+
+    def __init__(self, url: str, tables: PlatformTables):
+        self.url = url
+        self.engine = make_engine(url)
+        self.tables = tables
+        self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+        self.outbox_written = threading.Event()
+
+    def session(self, tenant_id: uuid.UUID | None) -> Session:
+        """A session scoped to `tenant_id`; None only for platform work (relay, migrations)."""
+        return self.session_factory(info={"tenant_id": tenant_id})
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+

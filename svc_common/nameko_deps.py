@@ -1,0 +1,117 @@
+"""The nameko side of the platform: one dependency every service declares.
+
+`platform = Platform(tables)` gives each worker the caller's context and units of work,
+runs the outbox relay beside the service, and records metrics and the correlation id
+for every entrypoint. Services stay thin: validate → handler → DTO.
+"""
+import threading
+import time
+import uuid
+import weakref
+
+import eventlet
+import sqlalchemy as sa
+from nameko.events import EventHandler
+from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
+
+from .context import RequestContext, correlation_id_var, system_context
+from .contracts import EventEnvelope
+from .db import Database, PlatformTables
+from .metrics import ENTRYPOINT_ERRORS, ENTRYPOINT_LATENCY, EVENTS_CONSUMED
+from .outbox import OutboxRelay
+from .settings import get_settings
+from .uow import UnitOfWork
+
+
+class WorkerPlatform:
+    """What a worker sees as `self.platform`."""
+
+    def __init__(self, db: Database, worker_ctx, service_name: str):
+        self.db = db
+        self.worker_ctx = worker_ctx
+        self.service_name = service_name
+
+    @property
+    def ctx(self) -> RequestContext:
+        return RequestContext.from_context_data(self.worker_ctx.data)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.db, self.ctx)
+
+    def event_uow(self, envelope: EventEnvelope) -> UnitOfWork:
+        """A unit of work for an event handler that has claimed the event (see `duplicate`)."""
+        consumer = f"{self.service_name}.{self.worker_ctx.entrypoint.method_name}"
+        ctx = system_context(envelope.tenant_id, envelope.correlation_id)
+        uow = UnitOfWork(self.db, ctx)
+        fresh = uow.consume(consumer, envelope.event_id)
+        EVENTS_CONSUMED.labels(self.service_name, envelope.type, "ok" if fresh else "duplicate").inc()
+        return uow
+
+
+class Platform(DependencyProvider):
+    def __init__(self, tables: PlatformTables):
+        self.tables = tables
+        self._started_at: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+    def setup(self):
+        settings = get_settings()
+        self.service_name = self.container.service_name
+        self.db = Database(settings.database_url, self.tables)
+        self.relay = OutboxRelay(self.db, self.container.config["AMQP_URI"], self.service_name,
+                                 poll_seconds=settings.outbox_poll_seconds)
+        self._relay_stop = threading.Event()
+
+    def start(self):
+        self.container.spawn_managed_thread(self._run_relay, identifier="outbox-relay")
+
+    def _run_relay(self):
+        self.relay.run_forever(self._relay_stop, sleep=eventlet.sleep)
+
+    def stop(self):
+        self._relay_stop.set()
+        self.db.outbox_written.set()
+        # One last pass so nothing committed before shutdown waits for the next start.
+        try:
+            self.relay.publish_pending()
+        except Exception:
+            pass
+        self.relay.close()
+
+    def kill(self):
+        self._relay_stop.set()
+        self.db.outbox_written.set()
+
+    def get_dependency(self, worker_ctx):
+        return WorkerPlatform(self.db, worker_ctx, self.service_name)
+
+    def worker_setup(self, worker_ctx):
+        self._started_at[worker_ctx] = time.perf_counter()
+        correlation_id_var.set(worker_ctx.data.get("correlation_id") or str(uuid.uuid4()))
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None):
+        started = self._started_at.pop(worker_ctx, None)
+        entrypoint = worker_ctx.entrypoint
+        kind = "event" if isinstance(entrypoint, EventHandler) else type(entrypoint).__name__.lower()
+        if started is not None:
+            ENTRYPOINT_LATENCY.labels(self.service_name, entrypoint.method_name, kind).observe(
+                time.perf_counter() - started)
+        if exc_info is not None:
+            ENTRYPOINT_ERRORS.labels(self.service_name, entrypoint.method_name, exc_info[0].__name__).inc()
+
+    def ready(self) -> bool:
+        with self.db.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return True
+
+
+class HealthRpc:
+    """Mixin: every service answers `ping` (readiness from the gateway) and `echo` (benchmarks)."""
+
+    @rpc
+    def ping(self):
+        return {"service": self.name, "status": "ok"}
+
+    @rpc
+    def echo(self, value=None):
+        return value

@@ -1,0 +1,84 @@
+"""Unit of work: one transaction holding a state change and the events it records.
+
+Events go to the outbox table in the same transaction (never "commit, then publish");
+the relay publishes them after commit. Event consumers also record the event id they
+processed in the same transaction, which makes redelivery a no-op.
+"""
+import uuid
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from .context import RequestContext
+from .contracts import Actor, EventEnvelope, contract_for, exchange_of
+from .db import Database, next_document_number, utcnow
+
+
+class UnitOfWork:
+    def __init__(self, db: Database, ctx: RequestContext):
+        self.db = db
+        self.ctx = ctx
+        self.session: Session = db.session(ctx.tenant_id)
+        self.emitted: list[EventEnvelope] = []
+        self.duplicate = False  # set by consume(): this event was already handled
+
+    def __enter__(self) -> "UnitOfWork":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.session.commit()
+                if self.emitted:
+                    self.db.outbox_written.set()  # wake the relay now, not at its next poll
+            else:
+                self.session.rollback()
+        finally:
+            self.session.close()
+
+    # -- events -------------------------------------------------------------------------
+    def emit(self, event_type: str, data: BaseModel | dict, version: int = 1) -> EventEnvelope:
+        """Record an event for publication when (and only if) this transaction commits."""
+        contract = contract_for(event_type, version)
+        raw = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+        payload = contract.model_validate(raw).model_dump(mode="json")
+        envelope = EventEnvelope(
+            event_id=uuid.uuid4(),
+            type=event_type,
+            schema_version=version,
+            occurred_at=utcnow(),
+            tenant_id=self.ctx.tenant_id,
+            correlation_id=self.ctx.correlation_id,
+            actor=Actor(id=self.ctx.actor_id, role=self.ctx.actor_role) if self.ctx.actor_role else None,
+            data=payload,
+        )
+        self.session.execute(sa.insert(self.db.tables.outbox).values(
+            event_id=envelope.event_id,
+            tenant_id=envelope.tenant_id,
+            type=event_type,
+            exchange=exchange_of(event_type),
+            envelope=envelope.model_dump(mode="json"),
+            created_at=envelope.occurred_at,
+        ))
+        self.emitted.append(envelope)
+        return envelope
+
+    def consume(self, consumer: str, event_id: uuid.UUID) -> bool:
+        """Claim an event for `consumer`; False (and `duplicate`) if it was already processed.
+
+        The claim row commits or rolls back with the effect, so a crash mid-way leaves the
+        event unclaimed and the redelivery does the work once.
+        """
+        table = self.db.tables.processed_events
+        seen = self.session.execute(
+            sa.select(table.c.event_id).where(table.c.consumer == consumer, table.c.event_id == event_id)
+        ).first()
+        if seen:
+            self.duplicate = True
+            return False
+        self.session.execute(sa.insert(table).values(consumer=consumer, event_id=event_id, processed_at=utcnow()))
+        return True
+
+    def next_number(self, kind: str, prefix: str) -> str:
+        return next_document_number(self.session, self.db.tables, self.ctx.tenant_id, kind, prefix)
