@@ -29,5 +29,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # kombu/amqp debug chatter is noise at INFO.
-    for noisy in ("amqp", "kombu", "nameko.containers"):
+    for noisy in ("amqp", "kombu"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # nameko logs every expected (4xx-type) error with a traceback at WARNING; real errors are ERROR.
+    logging.getLogger("nameko.containers").setLevel(max(logging.ERROR, root.level))

@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
 
     runner = ServiceRunner(nameko_config(settings))
     runner.add_service(service_cls)
-    container = runner.containers[0]
+    container = next(iter(runner.containers))
 
     def ready() -> bool:
         platform = next(d for d in container.dependencies if d.attr_name == "platform")

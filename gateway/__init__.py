@@ -1,0 +1,1 @@
+"""The HTTP gateway: REST API, auth and tenancy, error mapping, health and metrics."""

@@ -1,0 +1,23 @@
+"""Request-scoped helpers for routes: the caller's services, bound to their tenant."""
+from typing import Any
+
+from fastapi import Depends, Request
+
+from svc_common.rpc_client import RpcClient
+
+from .auth import Principal, current_principal
+
+
+class Services:
+    """RPC to the services with the caller's tenant, identity and correlation id attached."""
+
+    def __init__(self, client: RpcClient, principal: Principal):
+        self.client = client
+        self.principal = principal
+
+    async def call(self, service: str, method: str, **kwargs: Any) -> Any:
+        return await self.client.call(service, method, context=self.principal.context().to_context_data(), **kwargs)
+
+
+def services(request: Request, principal: Principal = Depends(current_principal)) -> Services:
+    return Services(request.app.state.rpc, principal)

@@ -1,0 +1,146 @@
+"""Use cases of the tickets service: plain Python over a unit of work (no nameko)."""
+import uuid
+
+import sqlalchemy as sa
+
+from svc_common.contracts import (
+    TicketAcceptedV1, TicketAssignedV1, TicketCheckedInV1, TicketCompletedV1, TicketCreatedV1, UserV1,
+)
+from svc_common.db import utcnow
+from svc_common.errors import NotFound, ValidationFailed
+from svc_common.uow import UnitOfWork
+
+from . import domain
+from .domain import Action, Status
+from .models import PartUsed, Technician, Ticket, TimelineEntry
+from .schemas import AssignIn, CheckInIn, ReceiptIn, TicketIn
+
+
+def _record(uow: UnitOfWork, ticket: Ticket, action: Action, from_status: str | None,
+            note: str | None = None, **data) -> None:
+    ticket.timeline.append(TimelineEntry(
+        seq=len(ticket.timeline) + 1, action=action.value, from_status=from_status, to_status=ticket.status,
+        actor_id=uow.ctx.actor_id, actor_role=uow.ctx.actor_role, note=note,
+        data={k: str(v) if v is not None else None for k, v in data.items()}, at=utcnow()))
+
+
+def _transition(uow: UnitOfWork, ticket: Ticket, action: Action, note: str | None = None, **data) -> None:
+    previous = ticket.status
+    ticket.status = domain.next_status(previous, action).value
+    _record(uow, ticket, action, previous, note, **data)
+
+
+def create_ticket(uow: UnitOfWork, data: TicketIn, snapshot: dict) -> Ticket:
+    """`snapshot` is the customer as customers.get_service_snapshot returned it."""
+    domain.require_dispatcher(uow.ctx.actor_role)
+    ticket = Ticket(
+        number=uow.next_number("work_order", "WO"), type=data.type, status=Status.PENDING_DISPATCH.value,
+        priority=data.priority, description=data.description, created_by=uow.ctx.actor_id,
+        **{k: snapshot[k] for k in ("customer_id", "customer_name", "contact_name", "contact_phone", "address",
+                                    "latitude", "longitude", "equipment_id", "equipment_model",
+                                    "serial_number", "under_warranty")},
+    )
+    ticket.customer_id = uuid.UUID(str(ticket.customer_id))
+    if ticket.equipment_id is not None:
+        ticket.equipment_id = uuid.UUID(str(ticket.equipment_id))
+    _record(uow, ticket, Action.CREATE, None)
+    uow.session.add(ticket)
+    uow.session.flush()
+    uow.emit("ticket.created", TicketCreatedV1(
+        ticket_id=ticket.id, number=ticket.number, type=ticket.type, customer_id=ticket.customer_id,
+        equipment_id=ticket.equipment_id, created_by=ticket.created_by))
+    return ticket
+
+
+def get_ticket(uow: UnitOfWork, ticket_id: uuid.UUID) -> Ticket:
+    ticket = uow.session.get(Ticket, ticket_id)
+    if ticket is None or ticket.tenant_id != uow.ctx.tenant_id:
+        raise NotFound(f"work order {ticket_id} not found", [{"field": "ticket_id", "message": "not found"}])
+    return ticket
+
+
+def list_tickets(uow: UnitOfWork, status: str | None, assignee_id: uuid.UUID | None,
+                 customer_id: uuid.UUID | None, offset: int, limit: int) -> tuple[list[Ticket], int]:
+    query = sa.select(Ticket)
+    if status:
+        query = query.where(Ticket.status == status)
+    if assignee_id:
+        query = query.where(Ticket.assignee_id == assignee_id)
+    if customer_id:
+        query = query.where(Ticket.customer_id == customer_id)
+    total = uow.session.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+    rows = uow.session.scalars(query.order_by(Ticket.created_at.desc(), Ticket.id).offset(offset).limit(limit))
+    return list(rows), total
+
+
+def assign_ticket(uow: UnitOfWork, ticket_id: uuid.UUID, data: AssignIn) -> Ticket:
+    domain.require_dispatcher(uow.ctx.actor_role)
+    ticket = get_ticket(uow, ticket_id)
+    technician = uow.session.get(Technician, data.technician_id)
+    if technician is None or technician.tenant_id != uow.ctx.tenant_id or not technician.active \
+            or technician.role != "technician":
+        raise ValidationFailed("technician_id: no active technician with this id",
+                               [{"field": "technician_id", "message": "no active technician with this id"}])
+    _transition(uow, ticket, Action.ASSIGN, data.note, technician_id=technician.user_id)
+    ticket.assignee_id = technician.user_id
+    ticket.assigned_at = utcnow()
+    uow.session.flush()
+    uow.emit("ticket.assigned", TicketAssignedV1(
+        ticket_id=ticket.id, number=ticket.number, technician_id=technician.user_id, assigned_by=uow.ctx.actor_id))
+    return ticket
+
+
+def accept_ticket(uow: UnitOfWork, ticket_id: uuid.UUID) -> Ticket:
+    ticket = get_ticket(uow, ticket_id)
+    domain.require_assignee_or_dispatcher(uow.ctx.actor_role, uow.ctx.actor_id, ticket.assignee_id)
+    _transition(uow, ticket, Action.ACCEPT)
+    ticket.accepted_at = utcnow()
+    uow.session.flush()
+    uow.emit("ticket.accepted", TicketAcceptedV1(
+        ticket_id=ticket.id, number=ticket.number, technician_id=ticket.assignee_id))
+    return ticket
+
+
+def check_in(uow: UnitOfWork, ticket_id: uuid.UUID, data: CheckInIn) -> Ticket:
+    ticket = get_ticket(uow, ticket_id)
+    domain.require_assignee_or_dispatcher(uow.ctx.actor_role, uow.ctx.actor_id, ticket.assignee_id)
+    distance = None
+    if ticket.latitude is not None and ticket.longitude is not None:
+        distance = domain.distance_m(data.latitude, data.longitude, ticket.latitude, ticket.longitude)
+    _transition(uow, ticket, Action.CHECK_IN, latitude=data.latitude, longitude=data.longitude, distance_m=distance)
+    ticket.checked_in_at = utcnow()
+    ticket.check_in_latitude, ticket.check_in_longitude = data.latitude, data.longitude
+    ticket.check_in_distance_m = distance
+    uow.session.flush()
+    uow.emit("ticket.checked_in", TicketCheckedInV1(
+        ticket_id=ticket.id, number=ticket.number, technician_id=ticket.assignee_id,
+        latitude=data.latitude, longitude=data.longitude, distance_m=distance))
+    return ticket
+
+
+def complete_ticket(uow: UnitOfWork, ticket_id: uuid.UUID, receipt: ReceiptIn) -> Ticket:
+    ticket = get_ticket(uow, ticket_id)
+    domain.require_assignee_or_dispatcher(uow.ctx.actor_role, uow.ctx.actor_id, ticket.assignee_id)
+    _transition(uow, ticket, Action.COMPLETE, receipt.summary, parts=len(receipt.parts_used))
+    ticket.completed_at = utcnow()
+    ticket.summary = receipt.summary
+    ticket.parts_used = [PartUsed(part_id=p.part_id, quantity=p.quantity) for p in receipt.parts_used]
+    uow.session.flush()
+    uow.emit("ticket.completed", TicketCompletedV1(
+        ticket_id=ticket.id, number=ticket.number, type=ticket.type, technician_id=ticket.assignee_id,
+        dispatcher_id=ticket.created_by, customer_id=ticket.customer_id, customer_name=ticket.customer_name,
+        equipment_id=ticket.equipment_id, contact_name=ticket.contact_name, contact_phone=ticket.contact_phone,
+        completed_at=ticket.completed_at, summary=receipt.summary,
+        parts_used=[{"part_id": p.part_id, "quantity": p.quantity} for p in receipt.parts_used]))
+    return ticket
+
+
+def apply_user_event(uow: UnitOfWork, event_type: str, user: UserV1) -> None:
+    """Keep the roster in step with the gateway's accounts."""
+    member = uow.session.get(Technician, user.user_id)
+    if member is None:
+        member = Technician(user_id=user.user_id)
+        uow.session.add(member)
+    member.name, member.role, member.phone = user.name, user.role, user.phone
+    member.active = user.active and event_type != "user.deactivated"
+    member.updated_at = utcnow()

@@ -1,0 +1,91 @@
+"""nameko entrypoints of the tickets service: validate → handler → DTO."""
+from nameko.rpc import RpcProxy, rpc
+from sqlalchemy.orm.exc import StaleDataError
+
+from svc_common.consumer import on_event
+from svc_common.contracts import EventEnvelope
+from svc_common.errors import EXPECTED_ERRORS, Conflict
+from svc_common.nameko_deps import HealthRpc, Platform
+from svc_common.validation import dump, page, parse, parse_id
+
+from . import handlers
+from .models import PLATFORM
+from .schemas import AssignIn, CheckInIn, ReceiptIn, TicketIn, TicketOut, TimelineOut
+
+
+class TicketsService(HealthRpc):
+    name = "tickets"
+    platform = Platform(PLATFORM)
+    customers = RpcProxy("customers")
+
+    def _change(self, handler, ticket_id, *args):
+        """Run a state change; losing an optimistic-lock race is a 409, not a 500."""
+        try:
+            with self.platform.uow() as uow:
+                return dump(TicketOut, handler(uow, parse_id(ticket_id, "ticket_id"), *args))
+        except StaleDataError:
+            raise Conflict("the work order was changed by someone else; reload and retry",
+                           [{"field": "version", "message": "concurrent update"}]) from None
+
+    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    def create_ticket(self, ticket):
+        data = parse(TicketIn, ticket)
+        # A question that needs an answer now: RPC, before our transaction opens.
+        snapshot = self.customers.get_service_snapshot(
+            customer_id=str(data.customer_id), equipment_id=str(data.equipment_id) if data.equipment_id else None)
+        with self.platform.uow() as uow:
+            return dump(TicketOut, handlers.create_ticket(uow, data, snapshot))
+
+    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    def get_ticket(self, ticket_id):
+        with self.platform.uow() as uow:
+            return dump(TicketOut, handlers.get_ticket(uow, parse_id(ticket_id, "ticket_id")))
+
+    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    def list_tickets(self, status=None, assignee_id=None, customer_id=None, offset=0, limit=50):
+        with self.platform.uow() as uow:
+            rows, total = handlers.list_tickets(
+                uow, status, parse_id(assignee_id, "assignee_id") if assignee_id else None,
+                parse_id(customer_id, "customer_id") if customer_id else None, int(offset), min(int(limit), 200))
+            return page([dump(TicketOut, t) for t in rows], total, offset, limit)
+
+    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    def get_timeline(self, ticket_id):
+        with self.platform.uow() as uow:
+            ticket = handlers.get_ticket(uow, parse_id(ticket_id, "ticket_id"))
+            return {"items": [dump(TimelineOut, e) for e in ticket.timeline]}
+
+    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    def assign_ticket(self, ticket_id, assignment):
+        return self._change(handlers.assign_ticket, ticket_id, parse(AssignIn, assignment))
+
+    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    def accept_ticket(self, ticket_id):
+        return self._change(handlers.accept_ticket, ticket_id)
+
+    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    def check_in_ticket(self, ticket_id, position):
+        return self._change(handlers.check_in, ticket_id, parse(CheckInIn, position))
+
+    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    def complete_ticket(self, ticket_id, receipt):
+        return self._change(handlers.complete_ticket, ticket_id, parse(ReceiptIn, receipt))
+
+    # -- roster from the gateway's accounts ------------------------------------------------
+    def _apply_user(self, envelope):
+        event = EventEnvelope.model_validate(envelope)
+        with self.platform.event_uow(event) as uow:
+            if not uow.duplicate:
+                handlers.apply_user_event(uow, event.type, event.payload())
+
+    @on_event("gateway", "user.created")
+    def on_user_created(self, envelope):
+        self._apply_user(envelope)
+
+    @on_event("gateway", "user.updated")
+    def on_user_updated(self, envelope):
+        self._apply_user(envelope)
+
+    @on_event("gateway", "user.deactivated")
+    def on_user_deactivated(self, envelope):
+        self._apply_user(envelope)
