@@ -25,6 +25,9 @@ RUN pip install --require-hashes --no-deps -r requirements.lock
 
 # The code stays owned by root: the runtime user can read it, not change it.
 COPY . .
+# ...except data/, the one writable folder: relative paths of the settings
+# (e.g. the dev SMS log) land there. Mount a volume over it to keep its files.
+RUN mkdir -p /app/data && chown 10001:10001 /app/data
 
 # Each service's package lives under services/<name>/ (DESIGN.md §3).
 ENV PYTHONPATH=/app:/app/services/tickets:/app/services/inventory:/app/services/customers:/app/services/notify:/app/services/reports

@@ -6,6 +6,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from svc_common.context import correlation_id_var
+from svc_common.errors import ServiceError
 from svc_common.rpc_client import RemoteError, RpcTimeout
 
 log = logging.getLogger("gateway.errors")
@@ -51,6 +52,10 @@ def install(app: FastAPI) -> None:
             log.error("service error %s: %s", exc.exc_type, exc.value)
             return problem(500, "internal error in a service")
         return problem(status, exc.value, exc.errors)
+
+    @app.exception_handler(ServiceError)
+    async def _local(request: Request, exc: ServiceError):  # raised by the gateway's own accounts code
+        return problem(exc.http_status, exc.message, exc.errors)
 
     @app.exception_handler(RpcTimeout)
     async def _timeout(request: Request, exc: RpcTimeout):

@@ -1,8 +1,9 @@
 """Warehouses, parts, stock, requisitions, personal stock, the ledger (inventory service)."""
 import uuid
-from typing import Any
 
 from fastapi import APIRouter, Body, Depends
+
+from inventory.schemas import ApprovalIn, PartIn, ReceiveIn, RejectIn, RequisitionIn, WarehouseIn
 
 from ..deps import Services, services
 
@@ -10,8 +11,8 @@ router = APIRouter(tags=["spare parts"])
 
 
 @router.post("/warehouses", status_code=201)
-async def create_warehouse(body: dict[str, Any] = Body(...), svc: Services = Depends(services)):
-    return await svc.call("inventory", "create_warehouse", warehouse=body)
+async def create_warehouse(body: WarehouseIn, svc: Services = Depends(services)):
+    return await svc.call("inventory", "create_warehouse", warehouse=body.model_dump(mode="json"))
 
 
 @router.get("/warehouses")
@@ -25,14 +26,15 @@ async def warehouse_stock(warehouse_id: uuid.UUID, svc: Services = Depends(servi
 
 
 @router.post("/warehouses/{warehouse_id}/stock-in", status_code=201)
-async def stock_in(warehouse_id: uuid.UUID, body: dict[str, Any] = Body(...), svc: Services = Depends(services)):
-    return await svc.call("inventory", "receive_stock", warehouse_id=warehouse_id, lines=body.get("lines"),
-                          note=body.get("note"))
+async def stock_in(warehouse_id: uuid.UUID, body: ReceiveIn, svc: Services = Depends(services)):
+    data = body.model_dump(mode="json")
+    return await svc.call("inventory", "receive_stock", warehouse_id=warehouse_id, lines=data["lines"],
+                          note=data["note"])
 
 
 @router.post("/parts", status_code=201)
-async def create_part(body: dict[str, Any] = Body(...), svc: Services = Depends(services)):
-    return await svc.call("inventory", "create_part", part=body)
+async def create_part(body: PartIn, svc: Services = Depends(services)):
+    return await svc.call("inventory", "create_part", part=body.model_dump(mode="json"))
 
 
 @router.get("/parts")
@@ -41,8 +43,8 @@ async def list_parts(svc: Services = Depends(services)):
 
 
 @router.post("/requisitions", status_code=201)
-async def request_requisition(body: dict[str, Any] = Body(...), svc: Services = Depends(services)):
-    return await svc.call("inventory", "request_requisition", requisition=body)
+async def request_requisition(body: RequisitionIn, svc: Services = Depends(services)):
+    return await svc.call("inventory", "request_requisition", requisition=body.model_dump(mode="json"))
 
 
 @router.get("/requisitions")
@@ -58,16 +60,15 @@ async def get_requisition(requisition_id: uuid.UUID, svc: Services = Depends(ser
 
 
 @router.post("/requisitions/{requisition_id}/approve")
-async def approve_requisition(requisition_id: uuid.UUID, body: dict[str, Any] | None = Body(None),
+async def approve_requisition(requisition_id: uuid.UUID, body: ApprovalIn | None = Body(None),
                               svc: Services = Depends(services)):
-    return await svc.call("inventory", "approve_requisition", requisition_id=requisition_id,
-                          lines=(body or {}).get("lines"))
+    lines = body.model_dump(mode="json")["lines"] if body else None
+    return await svc.call("inventory", "approve_requisition", requisition_id=requisition_id, lines=lines)
 
 
 @router.post("/requisitions/{requisition_id}/reject")
-async def reject_requisition(requisition_id: uuid.UUID, body: dict[str, Any] = Body(...),
-                             svc: Services = Depends(services)):
-    return await svc.call("inventory", "reject_requisition", requisition_id=requisition_id, reason=body.get("reason"))
+async def reject_requisition(requisition_id: uuid.UUID, body: RejectIn, svc: Services = Depends(services)):
+    return await svc.call("inventory", "reject_requisition", requisition_id=requisition_id, reason=body.reason)
 
 
 @router.get("/technicians/{technician_id}/stock", summary="A technician's personal stock (个人备件库); 'me' for yours")

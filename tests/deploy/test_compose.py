@@ -135,6 +135,12 @@ def test_gateway_runs_uvicorn_module_and_is_published_on_8000(services):
     assert gw["environment"]["JWT_SECRET"]
 
 
+@pytest.mark.parametrize("name", INFRA + COMPONENTS)
+def test_long_running_containers_restart_with_a_valid_policy(services, name):
+    # the schema only says "string"; docker compose rejects anything else at `up`
+    assert services[name].get("restart") in ("always", "unless-stopped")
+
+
 # --- health and ordering ----------------------------------------------------
 
 

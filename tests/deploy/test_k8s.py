@@ -219,11 +219,12 @@ def test_each_component_has_a_migration_job_on_the_same_database(name):
 
 
 def all_pod_specs() -> list:
-    return [
-        pytest.param(where := f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"]["spec"], id=where)
-        for d in RESOURCES
-        if d["kind"] in ("Deployment", "Job")
-    ]
+    params = []
+    for d in RESOURCES:
+        if d["kind"] in ("Deployment", "Job"):
+            where = f"{d['kind']}/{d['metadata']['name']}"
+            params.append(pytest.param(where, d["spec"]["template"]["spec"], id=where))
+    return params
 
 
 @pytest.mark.parametrize("where, pod", all_pod_specs())
