@@ -52,6 +52,35 @@ async def lifespan(app: FastAPI):
     app.state.db.dispose()
 
 
+class ObservabilityMiddleware:
+    """Correlation id (taken from X-Correlation-ID or made) for logs, RPC and events; latency metric."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        incoming = dict(scope["headers"]).get(b"x-correlation-id", b"").decode("latin-1")[:100]
+        correlation_id = incoming or uuid.uuid4().hex
+        correlation_id_var.set(correlation_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-correlation-id", correlation_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_LATENCY.labels(scope["method"], route, status).observe(time.perf_counter() - started)
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="After-sales field-service platform API",
@@ -62,18 +91,7 @@ def create_app() -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(IdempotencyMiddleware)
-
-    @app.middleware("http")
-    async def correlation_and_metrics(request: Request, call_next):
-        correlation_id = request.headers.get("x-correlation-id") or uuid.uuid4().hex
-        correlation_id_var.set(correlation_id)
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        HTTP_LATENCY.labels(request.method, getattr(route, "path", "unmatched"), response.status_code).observe(
-            time.perf_counter() - started)
-        response.headers["X-Correlation-ID"] = correlation_id
-        return response
+    app.add_middleware(ObservabilityMiddleware)  # outermost: sees every request
 
     for module in (accounts, customers, inventory, work_orders, notifications, reports):
         app.include_router(module.router, prefix="/api/v1")

@@ -9,8 +9,7 @@ import hashlib
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.requests import Request
+from starlette.datastructures import Headers
 from starlette.responses import Response
 
 from svc_common.db import Database
@@ -48,33 +47,67 @@ def _finish(db: Database, principal: Principal, key: str, status: int, body: byt
         session.commit()
 
 
-class IdempotencyMiddleware(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next):
-        key = request.headers.get("idempotency-key")
-        auth = request.headers.get("authorization", "")
+class IdempotencyMiddleware:
+    """Pure ASGI: requests without an Idempotency-Key pass straight through."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        key = headers.get("idempotency-key")
+        auth = headers.get("authorization", "")
         principal = decode_token(auth[7:]) if key and auth[:7].lower() == "bearer " else None
-        if request.method != "POST" or principal is None:
-            return await call_next(request)
+        if principal is None:  # no key, or no valid token (auth will answer 401)
+            return await self.app(scope, receive, send)
         if len(key) > 200:
-            return problem(422, "Idempotency-Key is too long", [{"field": "Idempotency-Key", "message": "max 200"}])
-        body = await request.body()
-        digest = hashlib.sha256(request.url.path.encode() + b"\n" + body).hexdigest()
-        db = request.app.state.db
+            response = problem(422, "Idempotency-Key is too long", [{"field": "Idempotency-Key", "message": "max 200"}])
+            return await response(scope, receive, send)
+
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        digest = hashlib.sha256(scope["path"].encode() + b"\n" + body).hexdigest()
+        db = scope["app"].state.db
         claimed = await run_in_threadpool(_claim, db, principal, key, digest)
         if claimed == "mismatch":
-            return problem(422, "Idempotency-Key was used with a different request",
-                           [{"field": "Idempotency-Key", "message": "reused with a different request"}])
+            response = problem(422, "Idempotency-Key was used with a different request",
+                               [{"field": "Idempotency-Key", "message": "reused with a different request"}])
+            return await response(scope, receive, send)
         if claimed == "in_progress":
-            return problem(409, "a request with this Idempotency-Key is still in progress")
+            return await problem(409, "a request with this Idempotency-Key is still in progress")(scope, receive, send)
         if isinstance(claimed, IdempotencyRecord):
-            return Response(claimed.response_body, status_code=claimed.status_code,
-                            media_type="application/json", headers={"Idempotent-Replayed": "true"})
+            response = Response(claimed.response_body, status_code=claimed.status_code,
+                                media_type="application/json", headers={"Idempotent-Replayed": "true"})
+            return await response(scope, receive, send)
+
+        body_sent = False
+
+        async def replay_body():
+            nonlocal body_sent
+            if not body_sent:
+                body_sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        # Hold the response until it is stored: a retry arriving right after must find it.
+        messages: list[dict] = []
+
+        async def capture(message):
+            messages.append(message)
+
         try:
-            response = await call_next(request)
-            payload = b"".join([chunk async for chunk in response.body_iterator])
+            await self.app(scope, replay_body, capture)
         except Exception:
             await run_in_threadpool(_finish, db, principal, key, 500, b"")
             raise
-        await run_in_threadpool(_finish, db, principal, key, response.status_code, payload)
-        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        return Response(payload, status_code=response.status_code, headers=headers)
+        status = next(m["status"] for m in messages if m["type"] == "http.response.start")
+        payload = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+        await run_in_threadpool(_finish, db, principal, key, status, payload)
+        for message in messages:
+            await send(message)

@@ -117,22 +117,36 @@ class PlatformTables:
 
 def next_document_number(session: Session, tables: PlatformTables, tenant_id: uuid.UUID,
                          kind: str, prefix: str, width: int = 6) -> str:
-    """Atomically take the next number of a tenant's document series."""
+    """The next number of a tenant's document series (unique; a rolled-back document leaves a gap).
+
+    On PostgreSQL the counter is bumped in its own short transaction: inside the caller's
+    transaction its row lock would be held to the end and serialize every create of the tenant.
+    SQLite has one writer anyway, so there it stays in the caller's transaction.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        value = _bump_counter(session, tables, tenant_id, kind)
+    else:
+        with Session(session.get_bind()) as own, own.begin():
+            value = _bump_counter(own, tables, tenant_id, kind)
+    return f"{prefix}{value:0{width}d}"
+
+
+def _bump_counter(session: Session, tables: PlatformTables, tenant_id: uuid.UUID, kind: str) -> int:
     counters = tables.document_counters
-    updated = session.execute(
+    value = session.execute(
         sa.update(counters)
         .where(counters.c.tenant_id == tenant_id, counters.c.kind == kind)
         .values(last_value=counters.c.last_value + 1)
         .returning(counters.c.last_value)
     ).scalar()
-    if updated is None:
+    if value is None:
         try:
             with session.begin_nested():
                 session.execute(sa.insert(counters).values(tenant_id=tenant_id, kind=kind, last_value=1))
-            updated = 1
+            value = 1
         except sa.exc.IntegrityError:  # another transaction created the series first
-            return next_document_number(session, tables, tenant_id, kind, prefix, width)
-    return f"{prefix}{updated:0{width}d}"
+            return _bump_counter(session, tables, tenant_id, kind)
+    return value
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -140,7 +154,10 @@ def make_engine(url: str) -> sa.Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # One connection per process: SQLite has a single writer anyway, and waiting for the pool
+        # is cooperative under eventlet, while SQLite's own busy-wait blocks every greenlet.
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                  pool_size=1, max_overflow=0, pool_timeout=60)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -157,8 +174,31 @@ def make_engine(url: str) -> sa.Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    pool = int(os.environ.get("DB_POOL_SIZE", "10"))
-    return sa.create_engine(url, pool_size=pool, max_overflow=pool, pool_pre_ping=True)
+    # Enough connections for every worker (which may hold two: its own and the document counter's)
+    # plus the relay, so the pool does not churn: new pg8000 connections are expensive.
+    pool = int(os.environ.get("DB_POOL_SIZE", "20"))
+    # No pre-ping (a query per checkout); a dropped connection invalidates the pool on first use instead.
+    return sa.create_engine(url, pool_size=pool, max_overflow=10, pool_recycle=1800,
+                            connect_args=_postgres_tls(url))
+
+
+def _postgres_tls(url: str) -> dict:
+    """DATABASE_SSL: off (default; a private network or a TLS sidecar) or verify (TLS, CA and hostname
+    checked; DATABASE_SSL_CA names the CA file). The drivers' own defaults ("try TLS, verify nothing")
+    are neither safe nor cheap, so they are never used."""
+    mode = os.environ.get("DATABASE_SSL", "off")
+    if mode not in ("off", "verify"):
+        raise ValueError(f"DATABASE_SSL must be off or verify, not {mode!r}")
+    ca = os.environ.get("DATABASE_SSL_CA") or None
+    if "pg8000" in url:
+        if mode == "off":
+            return {"ssl_context": False}
+        import ssl
+        return {"ssl_context": ssl.create_default_context(cafile=ca)}
+    # psycopg2 (libpq)
+    if mode == "off":
+        return {"sslmode": "disable"}
+    return {"sslmode": "verify-full", **({"sslrootcert": ca} if ca else {})}
 
 
 class Database:

@@ -51,45 +51,65 @@ class OutboxRelay:
 
     def publish_pending(self) -> int:
         """Publish one batch; return how many rows were published."""
-        outbox = self.db.tables.outbox
+        if self.db.engine.dialect.name == "sqlite":
+            return self._publish_pending_sqlite()
         with self.db.session(None) as session, session.begin():
-            rows = session.execute(
-                sa.select(outbox.c.id, outbox.c.type, outbox.c.exchange, outbox.c.envelope)
-                .where(outbox.c.published_at.is_(None))
-                .order_by(outbox.c.id)
-                .limit(self.batch_size)
-                .with_for_update(skip_locked=True)
-            ).all()
+            # Row locks claim the batch: another relay skips these rows, writers are not blocked.
+            rows = session.execute(self._pending_query().with_for_update(skip_locked=True)).all()
             if not rows:
                 return 0
-            producer = self._get_producer()
-            try:
-                for row in rows:
-                    envelope = row.envelope
-                    producer.publish(
-                        envelope,
-                        exchange=self._exchange(row.exchange),
-                        routing_key=row.type,
-                        serializer="json",
-                        delivery_mode=2,  # persistent
-                        message_id=envelope["event_id"],
-                        headers={
-                            "nameko.correlation_id": envelope.get("correlation_id") or envelope["event_id"],
-                            "nameko.tenant_id": envelope["tenant_id"],
-                            "nameko.actor_role": "system",
-                        },
-                        declare=[self._exchange(row.exchange)],
-                        retry=True,
-                        retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
-                    )
-            except Exception:
-                self._reset()
-                raise  # the transaction rolls back: the rows stay unpublished
-            session.execute(
-                sa.update(outbox).where(outbox.c.id.in_([r.id for r in rows])).values(published_at=utcnow())
-            )
+            self._publish(rows)  # on failure the transaction rolls back: the rows stay unpublished
+            session.execute(self._mark_published([r.id for r in rows]))
         OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
         return len(rows)
+
+    def _publish_pending_sqlite(self) -> int:
+        """SQLite (one process, one writer): never hold its write lock across network I/O."""
+        with self.db.session(None) as session:
+            rows = session.execute(self._pending_query()).all()
+            session.rollback()
+        if not rows:
+            return 0
+        self._publish(rows)
+        with self.db.session(None) as session, session.begin():
+            session.execute(self._mark_published([r.id for r in rows]))
+        OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
+        return len(rows)
+
+    def _pending_query(self):
+        outbox = self.db.tables.outbox
+        return (sa.select(outbox.c.id, outbox.c.type, outbox.c.exchange, outbox.c.envelope)
+                .where(outbox.c.published_at.is_(None)).order_by(outbox.c.id).limit(self.batch_size))
+
+    def _mark_published(self, ids: list[int]):
+        outbox = self.db.tables.outbox
+        return sa.update(outbox).where(outbox.c.id.in_(ids)).values(published_at=utcnow())
+
+    def _publish(self, rows) -> None:
+        producer = self._get_producer()
+        try:
+            for row in rows:
+                envelope = row.envelope
+                exchange = self._exchange(row.exchange)
+                producer.publish(
+                    envelope,
+                    exchange=exchange,
+                    routing_key=row.type,
+                    serializer="json",
+                    delivery_mode=2,  # persistent
+                    message_id=envelope["event_id"],
+                    headers={
+                        "nameko.correlation_id": envelope.get("correlation_id") or envelope["event_id"],
+                        "nameko.tenant_id": envelope["tenant_id"],
+                        "nameko.actor_role": "system",
+                    },
+                    declare=[exchange],
+                    retry=True,
+                    retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+                )
+        except Exception:
+            self._reset()
+            raise
 
     def backlog(self) -> int:
         outbox = self.db.tables.outbox

@@ -8,6 +8,11 @@ import eventlet
 
 eventlet.monkey_patch()  # noqa: E402 — must precede every other import
 
+from psycogreen.eventlet import patch_psycopg  # noqa: E402
+
+# psycopg2 is a C driver: without this it would block every greenlet while it waits on PostgreSQL.
+patch_psycopg()
+
 import errno  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402

@@ -22,10 +22,11 @@ class Customer(TenantScoped, Base):
     name: Mapped[str] = mapped_column(sa.String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    # selectin: a customer is almost always read with its contacts and addresses (one query each).
     contacts: Mapped[list["Contact"]] = relationship(back_populates="customer", order_by="Contact.position",
-                                                     cascade="all, delete-orphan")
+                                                     cascade="all, delete-orphan", lazy="selectin")
     addresses: Mapped[list["Address"]] = relationship(back_populates="customer", order_by="Address.position",
-                                                      cascade="all, delete-orphan")
+                                                      cascade="all, delete-orphan", lazy="selectin")
 
 
 class Contact(TenantScoped, Base):

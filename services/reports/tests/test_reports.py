@@ -138,6 +138,9 @@ def test_other_tenant_sees_nothing(db):
 @pytest.mark.parametrize("args, field", [
     ({"date_from": "2026-11-21", "date_to": "2026-11-22", "tz": "Mars/Olympus"}, "tz"),
     ({"date_from": "2026-11-21", "date_to": "2026-11-22", "tz": "../etc/passwd"}, "tz"),
+    ({"date_from": "2026-11-21", "date_to": "2026-11-22", "tz": "Asia"}, "tz"),  # a folder of zones
+    ({"date_from": "2026-11-21", "date_to": "2026-11-22", "tz": "localtime"}, "tz"),  # the server's, not IANA
+    ({"date_from": "2026-11-21", "date_to": "2026-11-22", "tz": "x" * 300}, "tz"),
     ({"date_from": "2026-13-01", "date_to": "2026-11-22"}, "date_from"),
     ({"date_from": "2026-11-21", "date_to": "yesterday"}, "date_to"),
     ({"date_from": "2026-11-22", "date_to": "2026-11-21"}, "date_to"),
@@ -155,4 +158,7 @@ def test_range_of_366_days_is_allowed(db):
     assert len(summary["rows"]) == 366
     with pytest.raises(ValidationFailed) as err:
         service(db, context()).work_order_summary("2026-11-21", "2026-11-22", tz="")
-    assert err.value.errors[0]["field"] == "tz"
+    assert err.value.errors == [{"field": "tz", "message": "unknown IANA time zone"}]
+    with pytest.raises(ValidationFailed) as err:
+        service(db, context()).work_order_summary("2026-01-01", "2027-01-02")
+    assert err.value.errors == [{"field": "date_to", "message": "range must be at most 366 days"}]

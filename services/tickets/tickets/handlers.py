@@ -40,6 +40,7 @@ def create_ticket(uow: UnitOfWork, data: TicketIn, snapshot: dict) -> Ticket:
                                     "latitude", "longitude", "equipment_id", "equipment_model",
                                     "serial_number", "under_warranty")},
     )
+    ticket.parts_used = []  # a new order has none; saves a lazy load when it is returned
     ticket.customer_id = uuid.UUID(str(ticket.customer_id))
     if ticket.equipment_id is not None:
         ticket.equipment_id = uuid.UUID(str(ticket.equipment_id))

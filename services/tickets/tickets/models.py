@@ -69,7 +69,8 @@ class Ticket(TenantScoped, Base):
     __mapper_args__ = {"version_id_col": version}
 
     timeline: Mapped[list["TimelineEntry"]] = relationship(order_by="TimelineEntry.seq", cascade="all, delete-orphan")
-    parts_used: Mapped[list["PartUsed"]] = relationship(cascade="all, delete-orphan")
+    # selectin: every read of an order returns its receipt lines.
+    parts_used: Mapped[list["PartUsed"]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 
 
 class TimelineEntry(TenantScoped, Base):
