@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,12 +34,18 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-async def ok(client: httpx.AsyncClient, method: str, path: str, token: str | None = None, **kw) -> dict:
+async def call(client: aiohttp.ClientSession, method: str, path: str, token: str | None = None,
+               **kw) -> tuple[int, dict]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    r = await client.request(method, f"/api/v1{path}", headers=headers, **kw)
-    if r.status_code >= 300:
-        raise RuntimeError(f"{method} {path} → {r.status_code} {r.text}")
-    return r.json()
+    async with client.request(method, f"/api/v1{path}", headers=headers, **kw) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def ok(client: aiohttp.ClientSession, method: str, path: str, token: str | None = None, **kw) -> dict:
+    status, body = await call(client, method, path, token, **kw)
+    if status >= 300:
+        raise RuntimeError(f"{method} {path} → {status} {body}")
+    return body
 
 
 async def login(client, code: str, username: str) -> str:
@@ -47,7 +53,7 @@ async def login(client, code: str, username: str) -> str:
                                                          "password": PASSWORD}))["access_token"]
 
 
-async def setup(client: httpx.AsyncClient, technicians: int, parts_each: int) -> dict:
+async def setup(client: aiohttp.ClientSession, technicians: int, parts_each: int) -> dict:
     code = f"bench-{uuid.uuid4().hex[:6]}"
     await ok(client, "POST", "/tenants", json={"code": code, "name": "压测公司", "admin": {
         "username": "admin", "password": PASSWORD, "name": "管理员"}})
@@ -129,10 +135,9 @@ async def flow_phase(client, ctx, flows_per_client: int) -> tuple[float, list[fl
             order = await ok(client, "POST", "/work-orders", dispatcher, json={
                 "type": "repair", "customer_id": customer["id"], "description": "压测流程"})
             while True:  # the roster learns technicians from events; only the first assign may wait
-                r = await client.post(f"/api/v1/work-orders/{order['id']}/assign",
-                                      headers={"Authorization": f"Bearer {dispatcher}"},
-                                      json={"technician_id": tech["id"]})
-                if r.status_code == 200 or tech["id"] in roster_ready:
+                status, _ = await call(client, "POST", f"/work-orders/{order['id']}/assign", dispatcher,
+                                       json={"technician_id": tech["id"]})
+                if status == 200 or tech["id"] in roster_ready:
                     break
                 await asyncio.sleep(0.05)
             roster_ready.add(tech["id"])
@@ -152,8 +157,9 @@ async def flow_phase(client, ctx, flows_per_client: int) -> tuple[float, list[fl
 
 
 async def run(args, stack) -> None:
-    limits = httpx.Limits(max_connections=args.clients * 2, max_keepalive_connections=args.clients * 2)
-    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=60, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=args.clients * 2)
+    async with aiohttp.ClientSession(base_url=stack.gateway_url, connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=60)) as client:
         ctx = await setup(client, args.clients, args.flows + 2)
         ceiling = await echo_ceiling(stack.config.amqp_uri, args.clients, args.echo_seconds)
         await create_phase(client, ctx, args.clients, 3)  # warm-up: connections, caches, JIT-free paths

@@ -115,6 +115,18 @@ class PlatformTables:
         )
 
 
+def insert_if_absent(session: Session, table: sa.Table, values: dict) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING (PostgreSQL and SQLite); True if the row was inserted."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise NotImplementedError(dialect)
+    return session.execute(insert(table).values(**values).on_conflict_do_nothing()).rowcount == 1
+
+
 def next_document_number(session: Session, tables: PlatformTables, tenant_id: uuid.UUID,
                          kind: str, prefix: str, width: int = 6) -> str:
     """The next number of a tenant's document series (unique; a rolled-back document leaves a gap).
@@ -178,7 +190,7 @@ def make_engine(url: str) -> sa.Engine:
     # plus the relay, so the pool does not churn: new pg8000 connections are expensive.
     pool = int(os.environ.get("DB_POOL_SIZE", "20"))
     # No pre-ping (a query per checkout); a dropped connection invalidates the pool on first use instead.
-    return sa.create_engine(url, pool_size=pool, max_overflow=10, pool_recycle=1800,
+    return sa.create_engine(url, pool_size=pool, max_overflow=15, pool_recycle=1800,
                             connect_args=_postgres_tls(url))
 
 

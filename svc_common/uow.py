@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from .context import RequestContext
 from .contracts import Actor, EventEnvelope, contract_for, exchange_of
-from .db import Database, next_document_number, utcnow
+from .db import Database, insert_if_absent, next_document_number, utcnow
 
 
 class UnitOfWork:
@@ -70,15 +70,10 @@ class UnitOfWork:
         The claim row commits or rolls back with the effect, so a crash mid-way leaves the
         event unclaimed and the redelivery does the work once.
         """
-        table = self.db.tables.processed_events
-        seen = self.session.execute(
-            sa.select(table.c.event_id).where(table.c.consumer == consumer, table.c.event_id == event_id)
-        ).first()
-        if seen:
-            self.duplicate = True
-            return False
-        self.session.execute(sa.insert(table).values(consumer=consumer, event_id=event_id, processed_at=utcnow()))
-        return True
+        claimed = insert_if_absent(self.session, self.db.tables.processed_events,
+                                   {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()})
+        self.duplicate = not claimed
+        return claimed
 
     def next_number(self, kind: str, prefix: str) -> str:
         return next_document_number(self.session, self.db.tables, self.ctx.tenant_id, kind, prefix)

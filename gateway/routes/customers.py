@@ -12,31 +12,31 @@ router = APIRouter(tags=["customers"])
 
 @router.post("/customers", status_code=201)
 async def create_customer(body: CustomerIn, svc: Services = Depends(services)):
-    return await svc.call("customers", "create_customer", customer=body.model_dump(mode="json"))
+    return await svc.reply("customers", "create_customer", status_code=201, customer=body.model_dump(mode="json"))
 
 
 @router.get("/customers")
 async def list_customers(q: str | None = None, offset: int = 0, limit: int = 50, svc: Services = Depends(services)):
-    return await svc.call("customers", "list_customers", q=q, offset=max(offset, 0), limit=max(min(limit, 200), 1))
+    return await svc.reply("customers", "list_customers", q=q, offset=max(offset, 0), limit=max(min(limit, 200), 1))
 
 
 @router.get("/customers/{customer_id}")
 async def get_customer(customer_id: uuid.UUID, svc: Services = Depends(services)):
-    return await svc.call("customers", "get_customer", customer_id=customer_id)
+    return await svc.reply("customers", "get_customer", customer_id=customer_id)
 
 
 @router.post("/customers/{customer_id}/equipment", status_code=201)
 async def register_equipment(customer_id: uuid.UUID, body: EquipmentIn, svc: Services = Depends(services)):
-    return await svc.call("customers", "register_equipment", customer_id=customer_id,
-                          equipment=body.model_dump(mode="json"))
+    return await svc.reply("customers", "register_equipment", status_code=201, customer_id=customer_id,
+                           equipment=body.model_dump(mode="json"))
 
 
 @router.get("/customers/{customer_id}/equipment")
 async def list_customer_equipment(customer_id: uuid.UUID, svc: Services = Depends(services)):
     await svc.call("customers", "get_customer", customer_id=customer_id)  # 404 for an unknown customer
-    return await svc.call("customers", "list_equipment", customer_id=customer_id)
+    return await svc.reply("customers", "list_equipment", customer_id=customer_id)
 
 
 @router.get("/equipment/{equipment_id}")
 async def get_equipment(equipment_id: uuid.UUID, svc: Services = Depends(services)):
-    return await svc.call("customers", "get_equipment", equipment_id=equipment_id)
+    return await svc.reply("customers", "get_equipment", equipment_id=equipment_id)

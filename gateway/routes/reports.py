@@ -12,12 +12,12 @@ router = APIRouter(tags=["reports"])
 @router.get("/reports/technician-daily")
 async def technician_daily(date_from: dt.date, date_to: dt.date, technician_id: uuid.UUID | None = None,
                            tz: str = "Asia/Shanghai", svc: Services = Depends(services)):
-    return await svc.call("reports", "technician_daily", date_from=date_from.isoformat(),
-                          date_to=date_to.isoformat(), technician_id=technician_id, tz=tz)
+    return await svc.reply("reports", "technician_daily", date_from=date_from.isoformat(),
+                           date_to=date_to.isoformat(), technician_id=technician_id, tz=tz)
 
 
 @router.get("/reports/work-orders-summary")
 async def work_order_summary(date_from: dt.date, date_to: dt.date, tz: str = "Asia/Shanghai",
                              svc: Services = Depends(services)):
-    return await svc.call("reports", "work_order_summary", date_from=date_from.isoformat(),
-                          date_to=date_to.isoformat(), tz=tz)
+    return await svc.reply("reports", "work_order_summary", date_from=date_from.isoformat(),
+                           date_to=date_to.isoformat(), tz=tz)

@@ -12,42 +12,42 @@ router = APIRouter(tags=["work orders"])
 
 @router.post("/work-orders", status_code=201)
 async def create_work_order(body: TicketIn, svc: Services = Depends(services)):
-    return await svc.call("tickets", "create_ticket", ticket=body.model_dump(mode="json"))
+    return await svc.reply("tickets", "create_ticket", status_code=201, ticket=body.model_dump(mode="json"))
 
 
 @router.get("/work-orders")
 async def list_work_orders(status: str | None = None, assignee_id: uuid.UUID | None = None,
                            customer_id: uuid.UUID | None = None, offset: int = 0, limit: int = 50,
                            svc: Services = Depends(services)):
-    return await svc.call("tickets", "list_tickets", status=status, assignee_id=assignee_id, customer_id=customer_id,
-                          offset=max(offset, 0), limit=max(min(limit, 200), 1))
+    return await svc.reply("tickets", "list_tickets", status=status, assignee_id=assignee_id, customer_id=customer_id,
+                           offset=max(offset, 0), limit=max(min(limit, 200), 1))
 
 
 @router.get("/work-orders/{ticket_id}")
 async def get_work_order(ticket_id: uuid.UUID, svc: Services = Depends(services)):
-    return await svc.call("tickets", "get_ticket", ticket_id=ticket_id)
+    return await svc.reply("tickets", "get_ticket", ticket_id=ticket_id)
 
 
 @router.get("/work-orders/{ticket_id}/timeline")
 async def get_work_order_timeline(ticket_id: uuid.UUID, svc: Services = Depends(services)):
-    return await svc.call("tickets", "get_timeline", ticket_id=ticket_id)
+    return await svc.reply("tickets", "get_timeline", ticket_id=ticket_id)
 
 
 @router.post("/work-orders/{ticket_id}/assign")
 async def assign_work_order(ticket_id: uuid.UUID, body: AssignIn, svc: Services = Depends(services)):
-    return await svc.call("tickets", "assign_ticket", ticket_id=ticket_id, assignment=body.model_dump(mode="json"))
+    return await svc.reply("tickets", "assign_ticket", ticket_id=ticket_id, assignment=body.model_dump(mode="json"))
 
 
 @router.post("/work-orders/{ticket_id}/accept")
 async def accept_work_order(ticket_id: uuid.UUID, svc: Services = Depends(services)):
-    return await svc.call("tickets", "accept_ticket", ticket_id=ticket_id)
+    return await svc.reply("tickets", "accept_ticket", ticket_id=ticket_id)
 
 
 @router.post("/work-orders/{ticket_id}/check-in")
 async def check_in_work_order(ticket_id: uuid.UUID, body: CheckInIn, svc: Services = Depends(services)):
-    return await svc.call("tickets", "check_in_ticket", ticket_id=ticket_id, position=body.model_dump(mode="json"))
+    return await svc.reply("tickets", "check_in_ticket", ticket_id=ticket_id, position=body.model_dump(mode="json"))
 
 
 @router.post("/work-orders/{ticket_id}/complete")
 async def complete_work_order(ticket_id: uuid.UUID, body: ReceiptIn, svc: Services = Depends(services)):
-    return await svc.call("tickets", "complete_ticket", ticket_id=ticket_id, receipt=body.model_dump(mode="json"))
+    return await svc.reply("tickets", "complete_ticket", ticket_id=ticket_id, receipt=body.model_dump(mode="json"))

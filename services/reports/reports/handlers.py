@@ -6,6 +6,7 @@ from collections import Counter
 import sqlalchemy as sa
 
 from svc_common.contracts import EventEnvelope, TicketCompletedV1, TicketCreatedV1
+from svc_common.db import insert_if_absent
 from svc_common.uow import UnitOfWork
 
 from .models import CompletedWorkOrder, CreatedWorkOrder, EventArchive
@@ -16,9 +17,9 @@ from .schemas import DateRangeIn, TechnicianDailyIn
 
 def archive(uow: UnitOfWork, event: EventEnvelope) -> None:
     """Keep the envelope for replays; once, even if several handlers consume the same event."""
-    if uow.session.scalar(sa.select(EventArchive.id).where(EventArchive.event_id == event.event_id)) is None:
-        uow.session.add(EventArchive(event_id=event.event_id, type=event.type, occurred_at=event.occurred_at,
-                                     envelope=event.model_dump(mode="json")))
+    insert_if_absent(uow.session, EventArchive.__table__, {
+        "event_id": event.event_id, "tenant_id": event.tenant_id, "type": event.type,
+        "occurred_at": event.occurred_at, "envelope": event.model_dump(mode="json")})
 
 
 def _row(uow: UnitOfWork, model, ticket_id: uuid.UUID):

@@ -140,3 +140,31 @@ def test_bad_receipt_names_the_field():
     with pytest.raises(ValidationFailed) as err:
         parse(ReceiptIn, {"summary": "ok", "parts_used": [{"part_id": "nope", "quantity": 0}]})
     assert {e["field"] for e in err.value.errors} == {"parts_used.0.part_id", "parts_used.0.quantity"}
+
+
+def test_replica_gives_the_snapshot_once_customer_and_equipment_events_arrived(db, office):
+    from svc_common.contracts import CustomerCreatedV1, EquipmentRegisteredV1
+    customer_id, equipment_id, today = uuid.uuid4(), uuid.uuid4(), __import__("datetime").date(2026, 11, 22)
+    with uow(db, office) as u:
+        assert handlers.snapshot_from_replica(u, customer_id, None, today) is None  # not replicated yet
+        handlers.apply_customer_event(u, CustomerCreatedV1.model_validate({
+            "customer_id": str(customer_id), "name": "申能", "contacts": [
+                {"contact_id": str(uuid.uuid4()), "name": "王经理", "phone": "13800138000"}],
+            "addresses": [{"address_id": str(uuid.uuid4()), "text": "上海", "latitude": "31.2", "longitude": "121.5"}]}))
+        handlers.apply_equipment_event(u, EquipmentRegisteredV1(
+            equipment_id=equipment_id, customer_id=customer_id, model="KFR", serial_number="S1",
+            warranty_end="2026-12-31"))
+    with uow(db, office) as u:
+        snap = handlers.snapshot_from_replica(u, customer_id, equipment_id, today)
+        assert snap["contact_phone"] == "13800138000" and snap["under_warranty"] is True
+        assert snap["latitude"] == Decimal("31.2")
+        assert handlers.snapshot_from_replica(u, customer_id, uuid.uuid4(), today) is None
+    other_customer = uuid.uuid4()
+    with uow(db, office) as u:
+        handlers.apply_customer_event(u, CustomerCreatedV1(customer_id=other_customer, name="B"))
+    with pytest.raises(Conflict):
+        with uow(db, office) as u:
+            handlers.snapshot_from_replica(u, other_customer, equipment_id, today)
+    # another tenant sees none of it
+    with uow(db, context()) as u:
+        assert handlers.snapshot_from_replica(u, customer_id, None, today) is None

@@ -3,16 +3,19 @@ import uuid
 
 import sqlalchemy as sa
 
+import datetime as dt
+
 from svc_common.contracts import (
-    TicketAcceptedV1, TicketAssignedV1, TicketCheckedInV1, TicketCompletedV1, TicketCreatedV1, UserV1,
+    CustomerCreatedV1, EquipmentRegisteredV1, TicketAcceptedV1, TicketAssignedV1, TicketCheckedInV1,
+    TicketCompletedV1, TicketCreatedV1, UserV1,
 )
 from svc_common.db import utcnow
-from svc_common.errors import NotFound, ValidationFailed
+from svc_common.errors import Conflict, NotFound, ValidationFailed
 from svc_common.uow import UnitOfWork
 
 from . import domain
 from .domain import Action, Status
-from .models import PartUsed, Technician, Ticket, TimelineEntry
+from .models import CustomerReplica, EquipmentReplica, PartUsed, Technician, Ticket, TimelineEntry
 from .schemas import AssignIn, CheckInIn, ReceiptIn, TicketIn
 
 
@@ -31,10 +34,10 @@ def _transition(uow: UnitOfWork, ticket: Ticket, action: Action, note: str | Non
 
 
 def create_ticket(uow: UnitOfWork, data: TicketIn, snapshot: dict) -> Ticket:
-    """`snapshot` is the customer as customers.get_service_snapshot returned it."""
+    """`snapshot` is the customer as the replica or customers.get_service_snapshot gave it."""
     domain.require_dispatcher(uow.ctx.actor_role)
     ticket = Ticket(
-        number=uow.next_number("work_order", "WO"), type=data.type, status=Status.PENDING_DISPATCH.value,
+        type=data.type, status=Status.PENDING_DISPATCH.value,
         priority=data.priority, description=data.description, created_by=uow.ctx.actor_id,
         **{k: snapshot[k] for k in ("customer_id", "customer_name", "contact_name", "contact_phone", "address",
                                     "latitude", "longitude", "equipment_id", "equipment_model",
@@ -45,6 +48,7 @@ def create_ticket(uow: UnitOfWork, data: TicketIn, snapshot: dict) -> Ticket:
     if ticket.equipment_id is not None:
         ticket.equipment_id = uuid.UUID(str(ticket.equipment_id))
     _record(uow, ticket, Action.CREATE, None)
+    ticket.number = uow.next_number("work_order", "WO")
     uow.session.add(ticket)
     uow.session.flush()
     uow.emit("ticket.created", TicketCreatedV1(
@@ -145,3 +149,47 @@ def apply_user_event(uow: UnitOfWork, event_type: str, user: UserV1) -> None:
     member.name, member.role, member.phone = user.name, user.role, user.phone
     member.active = user.active and event_type != "user.deactivated"
     member.updated_at = utcnow()
+
+
+# -- replicas of customers and equipment --------------------------------------------------------
+
+def snapshot_from_replica(uow: UnitOfWork, customer_id: uuid.UUID, equipment_id: uuid.UUID | None,
+                          today: dt.date) -> dict | None:
+    """The customer snapshot from tickets' own replica, or None if it is not replicated yet."""
+    customer = uow.session.get(CustomerReplica, customer_id)
+    equipment = uow.session.get(EquipmentReplica, equipment_id) if equipment_id else None
+    if customer is None or (equipment_id is not None and equipment is None):
+        return None
+    if equipment is not None and equipment.customer_id != customer.customer_id:
+        raise Conflict("equipment belongs to another customer",
+                       [{"field": "equipment_id", "message": "belongs to another customer"}])
+    return {
+        "customer_id": customer.customer_id, "customer_name": customer.name,
+        "contact_name": customer.contact_name, "contact_phone": customer.contact_phone,
+        "address": customer.address, "latitude": customer.latitude, "longitude": customer.longitude,
+        "equipment_id": equipment.equipment_id if equipment else None,
+        "equipment_model": equipment.model if equipment else None,
+        "serial_number": equipment.serial_number if equipment else None,
+        "under_warranty": (equipment.warranty_end >= today) if equipment and equipment.warranty_end else None,
+    }
+
+
+def apply_customer_event(uow: UnitOfWork, customer: CustomerCreatedV1) -> None:
+    row = uow.session.get(CustomerReplica, customer.customer_id) or CustomerReplica(customer_id=customer.customer_id)
+    contact = customer.contacts[0] if customer.contacts else None
+    address = customer.addresses[0] if customer.addresses else None
+    row.name = customer.name
+    row.contact_name, row.contact_phone = (contact.name, contact.phone) if contact else (None, None)
+    row.address = address.text if address else None
+    row.latitude, row.longitude = (address.latitude, address.longitude) if address else (None, None)
+    row.updated_at = utcnow()
+    uow.session.add(row)
+
+
+def apply_equipment_event(uow: UnitOfWork, equipment: EquipmentRegisteredV1) -> None:
+    row = uow.session.get(EquipmentReplica, equipment.equipment_id) or \
+        EquipmentReplica(equipment_id=equipment.equipment_id)
+    row.customer_id, row.model = equipment.customer_id, equipment.model
+    row.serial_number, row.warranty_end = equipment.serial_number, equipment.warranty_end
+    row.updated_at = utcnow()
+    uow.session.add(row)

@@ -27,6 +27,34 @@ class Technician(TenantScoped, Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class CustomerReplica(TenantScoped, Base):
+    """Customers as tickets needs them for a work order, kept from customer.* events.
+
+    Creating an order reads this instead of asking the customers service each time; a
+    customer not replicated yet (created a moment ago) is asked for over RPC once.
+    """
+    __tablename__ = "customer_replicas"
+    customer_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    contact_name: Mapped[str | None] = mapped_column(sa.String(100))
+    contact_phone: Mapped[str | None] = mapped_column(sa.String(30))
+    address: Mapped[str | None] = mapped_column(sa.String(500))
+    latitude: Mapped[Decimal | None] = mapped_column(sa.Numeric(9, 6))
+    longitude: Mapped[Decimal | None] = mapped_column(sa.Numeric(9, 6))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EquipmentReplica(TenantScoped, Base):
+    """Equipment as tickets needs it (owner, model, serial, warranty), kept from equipment.* events."""
+    __tablename__ = "equipment_replicas"
+    equipment_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    model: Mapped[str] = mapped_column(sa.String(200))
+    serial_number: Mapped[str] = mapped_column(sa.String(100))
+    warranty_end: Mapped[dt.date | None] = mapped_column(sa.Date)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Ticket(TenantScoped, Base):
     __tablename__ = "tickets"
     __table_args__ = (

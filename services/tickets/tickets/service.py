@@ -4,6 +4,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from svc_common.consumer import on_event
 from svc_common.contracts import EventEnvelope
+from svc_common.db import utcnow
 from svc_common.errors import EXPECTED_ERRORS, Conflict
 from svc_common.nameko_deps import HealthRpc, Platform
 from svc_common.validation import dump, page, parse, parse_id
@@ -30,11 +31,16 @@ class TicketsService(HealthRpc):
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def create_ticket(self, ticket):
         data = parse(TicketIn, ticket)
-        # A question that needs an answer now: RPC, before our transaction opens.
-        snapshot = self.customers.get_service_snapshot(
-            customer_id=str(data.customer_id), equipment_id=str(data.equipment_id) if data.equipment_id else None)
         with self.platform.uow() as uow:
-            return dump(TicketOut, handlers.create_ticket(uow, data, snapshot))
+            snapshot = handlers.snapshot_from_replica(uow, data.customer_id, data.equipment_id, utcnow().date())
+            ticket = handlers.create_ticket(uow, data, snapshot) if snapshot is not None else None
+        if ticket is None:
+            # Not replicated yet (created a moment ago) or unknown: ask customers, outside our transaction.
+            snapshot = self.customers.get_service_snapshot(
+                customer_id=str(data.customer_id), equipment_id=str(data.equipment_id) if data.equipment_id else None)
+            with self.platform.uow() as uow:
+                ticket = handlers.create_ticket(uow, data, snapshot)
+        return dump(TicketOut, ticket)  # after commit: no lock is held while it is serialized
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def get_ticket(self, ticket_id):
@@ -70,6 +76,21 @@ class TicketsService(HealthRpc):
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def complete_ticket(self, ticket_id, receipt):
         return self._change(handlers.complete_ticket, ticket_id, parse(ReceiptIn, receipt))
+
+    # -- replicas of customers and equipment ----------------------------------------------------
+    @on_event("customers", "customer.created")
+    def on_customer_created(self, envelope):
+        event = EventEnvelope.model_validate(envelope)
+        with self.platform.event_uow(event) as uow:
+            if not uow.duplicate:
+                handlers.apply_customer_event(uow, event.payload())
+
+    @on_event("customers", "equipment.registered")
+    def on_equipment_registered(self, envelope):
+        event = EventEnvelope.model_validate(envelope)
+        with self.platform.event_uow(event) as uow:
+            if not uow.duplicate:
+                handlers.apply_equipment_event(uow, event.payload())
 
     # -- roster from the gateway's accounts ------------------------------------------------
     def _apply_user(self, envelope):
