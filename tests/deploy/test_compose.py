@@ -202,7 +202,8 @@ def test_each_component_has_its_own_database_created_by_the_init_script(services
     for name in COMPONENTS:
         raw = services[name]["environment"]["DATABASE_URL"]
         url = urlsplit(raw)
-        assert url.scheme == "postgresql+pg8000", name  # cooperative driver (DESIGN.md §6)
+        # psycopg2, made cooperative by psycogreen in the runner (bench/pg_driver.py measures it)
+        assert url.scheme == "postgresql+psycopg2", name
         assert url.hostname == "postgres" and url.port == 5432, name
         db = url.path.lstrip("/")
         assert db == name, f"{name} uses database {db!r}"
