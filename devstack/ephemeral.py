@@ -79,13 +79,15 @@ def free_port_block(size: int) -> int:
 
 
 @contextmanager
-def running_stack(data_dir: Path, extra_env: dict | None = None):
-    """All five services and the gateway as processes on fresh PostgreSQL databases and a fresh vhost."""
-    dbs = create_databases(COMPONENTS)
+def running_stack(data_dir: Path, extra_env: dict | None = None, database: str = "postgresql"):
+    """All five services and the gateway as processes on a fresh vhost and fresh databases:
+    PostgreSQL ones, or SQLite files in `data_dir` as in the embedded default."""
+    dbs = create_databases(COMPONENTS) if database == "postgresql" else None
+    database_url = dbs.url if dbs else (lambda name: f"sqlite:///{data_dir}/{name}.db")
     vhost, amqp_uri = isolated_vhost()
     base = free_port_block(7)
     stack = Stack(StackConfig(
-        amqp_uri=amqp_uri, database_url=dbs.url, data_dir=data_dir, jwt_secret=secrets.token_urlsafe(48),
+        amqp_uri=amqp_uri, database_url=database_url, data_dir=data_dir, jwt_secret=secrets.token_urlsafe(48),
         gateway_port=base, metrics_base_port=base + 1,
         extra_env={"EVENT_RETRY_DELAYS": "0.2,0.5,1", "OUTBOX_POLL_SECONDS": "0.2", **(extra_env or {})}))
     try:
@@ -96,4 +98,5 @@ def running_stack(data_dir: Path, extra_env: dict | None = None):
     finally:
         stack.stop_all()
         delete_vhost(vhost)
-        drop_databases(dbs)
+        if dbs:
+            drop_databases(dbs)
