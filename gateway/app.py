@@ -25,6 +25,7 @@ from .routes import accounts, customers, inventory, notifications, reports, work
 from .settings import get_gateway_settings
 
 log = logging.getLogger("gateway")
+access_log = logging.getLogger("gateway.access")
 SERVICES = ("tickets", "inventory", "customers", "notify", "reports")
 
 
@@ -78,7 +79,11 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            HTTP_LATENCY.labels(scope["method"], route, status).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            HTTP_LATENCY.labels(scope["method"], route, status).observe(elapsed)
+            if route not in ("/healthz", "/readyz", "/metrics"):  # probes and scrapes would drown the log
+                access_log.info("request", extra={"method": scope["method"], "path": scope["path"],
+                                                  "status": status, "duration_ms": round(elapsed * 1000, 1)})
 
 
 def create_app() -> FastAPI:

@@ -4,6 +4,7 @@
 runs the outbox relay beside the service, and records metrics and the correlation id
 for every entrypoint. Services stay thin: validate → handler → DTO.
 """
+import logging
 import threading
 import time
 import uuid
@@ -22,6 +23,8 @@ from .metrics import ENTRYPOINT_ERRORS, ENTRYPOINT_LATENCY, EVENTS_CONSUMED
 from .outbox import OutboxRelay
 from .settings import get_settings
 from .uow import UnitOfWork
+
+log = logging.getLogger("svc_common.events")
 
 
 class WorkerPlatform:
@@ -45,7 +48,10 @@ class WorkerPlatform:
         ctx = system_context(envelope.tenant_id, envelope.correlation_id)
         uow = UnitOfWork(self.db, ctx)
         fresh = uow.consume(consumer, envelope.event_id)
-        EVENTS_CONSUMED.labels(self.service_name, envelope.type, "ok" if fresh else "duplicate").inc()
+        outcome = "ok" if fresh else "duplicate"
+        EVENTS_CONSUMED.labels(self.service_name, envelope.type, outcome).inc()
+        log.info("event consumed", extra={"event_type": envelope.type, "event_id": str(envelope.event_id),
+                                          "consumer": consumer, "outcome": outcome})
         return uow
 
 

@@ -4,6 +4,7 @@ Events go to the outbox table in the same transaction (never "commit, then publi
 the relay publishes them after commit. Event consumers also record the event id they
 processed in the same transaction, which makes redelivery a no-op.
 """
+import logging
 import uuid
 
 import sqlalchemy as sa
@@ -13,6 +14,8 @@ from sqlalchemy.orm import Session
 from .context import RequestContext
 from .contracts import Actor, EventEnvelope, contract_for, exchange_of
 from .db import Database, insert_if_absent, next_document_number, utcnow
+
+log = logging.getLogger("svc_common.events")
 
 
 class UnitOfWork:
@@ -32,6 +35,8 @@ class UnitOfWork:
                 self.session.commit()
                 if self.emitted:
                     self.db.outbox_written.set()  # wake the relay now, not at its next poll
+                    log.info("events recorded", extra={"event_types": [e.type for e in self.emitted],
+                                                       "event_ids": [str(e.event_id) for e in self.emitted]})
             else:
                 self.session.rollback()
         finally:

@@ -192,3 +192,29 @@ def test_health_readiness_metrics_and_openapi(api, stack):
     assert "/api/v1/work-orders/{ticket_id}/check-in" in spec["paths"]
     r = api.http.get("/api/v1/work-orders", headers={"X-Correlation-ID": "trace-me-123"})
     assert r.headers["x-correlation-id"] == "trace-me-123"
+
+
+def test_one_correlation_id_follows_a_request_through_rpc_and_events_into_every_log(api, stack):
+    co = api.new_company()
+    customer = api.ok("POST", "/customers", co["admin"], json=CUSTOMER)
+    order = api.ok("POST", "/work-orders", co["dispatcher"], json={"type": "repair", "customer_id": customer["id"],
+                                                                 "description": "x"})
+    assign_when_roster_knows(api, co, order["id"])
+    api.ok("POST", f"/work-orders/{order['id']}/accept", co["tech"])
+    api.ok("POST", f"/work-orders/{order['id']}/check-in", co["tech"], json={"latitude": "31.2", "longitude": "121.5"})
+    correlation_id = f"trace-{uuid.uuid4().hex}"
+    r = api.request("POST", f"/work-orders/{order['id']}/complete", co["tech"], json={"summary": "ok"},
+                    headers={"X-Correlation-ID": correlation_id})
+    assert r.status_code == 200 and r.headers["x-correlation-id"] == correlation_id
+
+    def lines(name):
+        path = stack.logs_dir / f"{name}.log"
+        return [json.loads(line) for line in path.read_text().splitlines() if correlation_id in line]
+
+    # gateway access log → tickets (RPC, records the event) → consumers of ticket.completed
+    eventually(lambda: all(lines(name) for name in ("gateway", "tickets", "inventory", "notify", "reports")))
+    assert lines("gateway")[0]["path"] == f"/api/v1/work-orders/{order['id']}/complete"
+    assert "ticket.completed" in lines("tickets")[0]["event_types"]
+    consumed = lines("inventory")[0]
+    assert (consumed["message"], consumed["event_type"], consumed["correlation_id"]) == (
+        "event consumed", "ticket.completed", correlation_id)
