@@ -30,3 +30,16 @@ def outbox_events(db: Database) -> list[dict]:
 
 def uow(db: Database, ctx: RequestContext) -> UnitOfWork:
     return UnitOfWork(db, ctx)
+
+
+def service_worker(service_cls, db: Database, ctx: RequestContext, method: str = "rpc", **dependencies):
+    """A nameko worker of `service_cls` (worker_factory) whose `platform` is the real one over `db`,
+    acting for `ctx`; other dependencies are mocks unless given."""
+    from types import SimpleNamespace
+
+    from nameko.testing.services import worker_factory
+
+    from .nameko_deps import WorkerPlatform
+
+    worker_ctx = SimpleNamespace(data=ctx.to_context_data(), entrypoint=SimpleNamespace(method_name=method))
+    return worker_factory(service_cls, platform=WorkerPlatform(db, worker_ctx, service_cls.name), **dependencies)

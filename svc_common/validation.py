@@ -42,3 +42,18 @@ def parse_id(value: Any, field: str) -> uuid.UUID:
         return uuid.UUID(str(value))
     except (TypeError, ValueError):
         raise field_error(field, "must be a UUID") from None
+
+
+def window(offset: Any, limit: Any, maximum: int = 200) -> tuple[int, int]:
+    """Pagination arguments of a list RPC; bad ones are a 422 naming the field, never a 500."""
+    values = {}
+    for field, value in (("offset", offset), ("limit", limit)):
+        try:
+            values[field] = int(value)
+        except (TypeError, ValueError):
+            raise field_error(field, "must be an integer") from None
+    if values["offset"] < 0:
+        raise field_error("offset", "must not be negative")
+    if values["limit"] < 1:
+        raise field_error("limit", "must be at least 1")
+    return values["offset"], min(values["limit"], maximum)

@@ -4,7 +4,7 @@ from nameko.rpc import rpc
 from svc_common.db import utcnow
 from svc_common.errors import EXPECTED_ERRORS
 from svc_common.nameko_deps import HealthRpc, Platform
-from svc_common.validation import dump, page, parse, parse_id
+from svc_common.validation import dump, page, parse, parse_id, window
 
 from . import handlers
 from .models import PLATFORM
@@ -28,7 +28,8 @@ class CustomersService(HealthRpc):
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def list_customers(self, q=None, offset=0, limit=50):
         with self.platform.uow() as uow:
-            rows, total = handlers.list_customers(uow, q, int(offset), min(int(limit), 200))
+            offset, limit = window(offset, limit)
+            rows, total = handlers.list_customers(uow, q, offset, limit)
             return page([dump(CustomerOut, c) for c in rows], total, offset, limit)
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)

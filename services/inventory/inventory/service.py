@@ -5,7 +5,7 @@ from svc_common.consumer import on_event
 from svc_common.contracts import EventEnvelope
 from svc_common.errors import EXPECTED_ERRORS, field_error
 from svc_common.nameko_deps import HealthRpc, Platform
-from svc_common.validation import dump, page, parse, parse_id
+from svc_common.validation import dump, page, parse, parse_id, window
 
 from . import domain, handlers
 from .models import PLATFORM
@@ -13,19 +13,6 @@ from .schemas import (
     ApprovalIn, LocationOut, MoveOut, PartIn, PartOut, ReceiveIn, RejectIn, RequisitionIn, RequisitionOut,
     ShortfallOut, StockOut, WarehouseIn,
 )
-
-
-def _window(offset, limit, maximum: int) -> tuple[int, int]:
-    """Pagination arguments; bad ones are a 422 rather than a database error."""
-    try:
-        offset, limit = int(offset), int(limit)
-    except (TypeError, ValueError):
-        raise field_error("offset", "offset and limit must be integers") from None
-    if offset < 0:
-        raise field_error("offset", "must not be negative")
-    if limit < 1:
-        raise field_error("limit", "must be at least 1")
-    return offset, min(limit, maximum)
 
 
 def _optional_id(value, field: str):
@@ -81,7 +68,7 @@ class InventoryService(HealthRpc):
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def list_moves(self, ref_id=None, part_id=None, location_id=None, offset=0, limit=100):
-        offset, limit = _window(offset, limit, 500)
+        offset, limit = window(offset, limit, 500)
         with self.platform.uow() as uow:
             rows, total = handlers.list_moves(uow, _optional_id(ref_id, "ref_id"), _optional_id(part_id, "part_id"),
                                               _optional_id(location_id, "location_id"), offset, limit)
@@ -117,7 +104,7 @@ class InventoryService(HealthRpc):
     def list_requisitions(self, status=None, technician_id=None, offset=0, limit=50):
         if status is not None and status not in domain.REQUISITION_STATUSES:
             raise field_error("status", f"must be one of {', '.join(domain.REQUISITION_STATUSES)}")
-        offset, limit = _window(offset, limit, 200)
+        offset, limit = window(offset, limit, 200)
         with self.platform.uow() as uow:
             rows, total = handlers.list_requisitions(uow, status, _optional_id(technician_id, "technician_id"),
                                                      offset, limit)

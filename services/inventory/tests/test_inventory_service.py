@@ -89,7 +89,7 @@ def test_reject_over_rpc(db, people):
     (lambda s: s.create_part({"code": "", "name": "x", "min_stock": "-1"}), "code"),
     (lambda s: s.list_moves(part_id="nope"), "part_id"),
     (lambda s: s.list_moves(offset=-1), "offset"),
-    (lambda s: s.list_moves(limit="many"), "offset"),
+    (lambda s: s.list_moves(limit="many"), "limit"),
     (lambda s: s.list_requisitions(status="lost"), "status"),
 ])
 def test_bad_arguments_are_422_naming_the_field(db, people, call, field):

@@ -7,7 +7,7 @@ from svc_common.contracts import EventEnvelope
 from svc_common.db import utcnow
 from svc_common.errors import EXPECTED_ERRORS, Conflict
 from svc_common.nameko_deps import HealthRpc, Platform
-from svc_common.validation import dump, page, parse, parse_id
+from svc_common.validation import dump, page, parse, parse_id, window
 
 from . import handlers
 from .models import PLATFORM
@@ -49,10 +49,11 @@ class TicketsService(HealthRpc):
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def list_tickets(self, status=None, assignee_id=None, customer_id=None, offset=0, limit=50):
+        offset, limit = window(offset, limit)
         with self.platform.uow() as uow:
             rows, total = handlers.list_tickets(
                 uow, status, parse_id(assignee_id, "assignee_id") if assignee_id else None,
-                parse_id(customer_id, "customer_id") if customer_id else None, int(offset), min(int(limit), 200))
+                parse_id(customer_id, "customer_id") if customer_id else None, offset, limit)
             return page([dump(TicketOut, t) for t in rows], total, offset, limit)
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
