@@ -186,11 +186,13 @@ def make_engine(url: str) -> sa.Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    # Enough connections for every worker (which may hold two: its own and the document counter's)
-    # plus the relay, so the pool does not churn: new pg8000 connections are expensive.
-    pool = int(os.environ.get("DB_POOL_SIZE", "20"))
+    # Every worker may hold two connections at once (its own and the document counter's), plus the
+    # relay: size the pool from the worker count so it neither churns nor starves. Across all
+    # instances, (DB_POOL_SIZE + MAX_WORKERS) each must stay under PostgreSQL's max_connections.
+    workers = int(os.environ.get("MAX_WORKERS", "16"))
+    pool = int(os.environ.get("DB_POOL_SIZE", str(workers + 4)))
     # No pre-ping (a query per checkout); a dropped connection invalidates the pool on first use instead.
-    return sa.create_engine(url, pool_size=pool, max_overflow=15, pool_recycle=1800,
+    return sa.create_engine(url, pool_size=pool, max_overflow=workers, pool_recycle=1800,
                             connect_args=_postgres_tls(url))
 
 

@@ -13,6 +13,7 @@ class Settings(BaseSettings):
     database_url: str = Field("sqlite:///data/app.db", alias="DATABASE_URL")
     metrics_port: int = Field(9100, alias="METRICS_PORT")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    # Concurrent workers per instance (RPC and event handlers); sizes the DB pool too (db.make_engine).
     max_workers: int = Field(16, alias="MAX_WORKERS")
     # Seconds between retries of a failed event handler; after the last, the dead-letter queue.
     event_retry_delays: str = Field("1,5,30", alias="EVENT_RETRY_DELAYS")
