@@ -23,6 +23,10 @@ ENTRYPOINT_ERRORS = Counter(
 EVENTS_CONSUMED = Counter(
     "events_consumed_total", "Events handled by consumers, by outcome (ok, duplicate, retried, dead_lettered)",
     ["service", "event_type", "outcome"])
+EVENT_LAG = Histogram(
+    "event_lag_seconds", "From an event's occurred_at to its consumer's committed effect (freshness of read models)",
+    ["service", "event_type"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60))
 OUTBOX_BACKLOG = Gauge("outbox_backlog", "Outbox rows committed but not yet published", ["service"])
 OUTBOX_PUBLISHED = Counter("outbox_published_total", "Events published from the outbox", ["service"])
 HTTP_LATENCY = Histogram(

@@ -18,8 +18,8 @@ from nameko.rpc import rpc
 
 from .context import RequestContext, correlation_id_var, system_context
 from .contracts import EventEnvelope
-from .db import Database, PlatformTables
-from .metrics import ENTRYPOINT_ERRORS, ENTRYPOINT_LATENCY, EVENTS_CONSUMED
+from .db import Database, PlatformTables, utcnow
+from .metrics import ENTRYPOINT_ERRORS, ENTRYPOINT_LATENCY, EVENT_LAG, EVENTS_CONSUMED
 from .outbox import OutboxRelay
 from .settings import get_settings
 from .uow import UnitOfWork
@@ -34,6 +34,7 @@ class WorkerPlatform:
         self.db = db
         self.worker_ctx = worker_ctx
         self.service_name = service_name
+        self.consumed: EventEnvelope | None = None  # the event this worker handles, for the lag metric
 
     @property
     def ctx(self) -> RequestContext:
@@ -46,6 +47,7 @@ class WorkerPlatform:
         """A unit of work for an event handler that has claimed the event (see `duplicate`)."""
         consumer = f"{self.service_name}.{self.worker_ctx.entrypoint.method_name}"
         ctx = system_context(envelope.tenant_id, envelope.correlation_id)
+        self.consumed = envelope
         uow = UnitOfWork(self.db, ctx)
         fresh = uow.consume(consumer, envelope.event_id)
         outcome = "ok" if fresh else "duplicate"
@@ -59,6 +61,7 @@ class Platform(DependencyProvider):
     def __init__(self, tables: PlatformTables):
         self.tables = tables
         self._started_at: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+        self._workers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
     def setup(self):
         settings = get_settings()
@@ -89,7 +92,9 @@ class Platform(DependencyProvider):
         self.db.outbox_written.set()
 
     def get_dependency(self, worker_ctx):
-        return WorkerPlatform(self.db, worker_ctx, self.service_name)
+        worker = WorkerPlatform(self.db, worker_ctx, self.service_name)
+        self._workers[worker_ctx] = worker
+        return worker
 
     def worker_setup(self, worker_ctx):
         self._started_at[worker_ctx] = time.perf_counter()
@@ -104,6 +109,11 @@ class Platform(DependencyProvider):
                 time.perf_counter() - started)
         if exc_info is not None:
             ENTRYPOINT_ERRORS.labels(self.service_name, entrypoint.method_name, exc_info[0].__name__).inc()
+        worker = self._workers.pop(worker_ctx, None)
+        if exc_info is None and worker is not None and worker.consumed is not None:
+            # The handler has committed: its read model now shows the event.
+            lag = (utcnow() - worker.consumed.occurred_at).total_seconds()
+            EVENT_LAG.labels(self.service_name, worker.consumed.type).observe(max(lag, 0.0))
 
     def ready(self) -> bool:
         with self.db.engine.connect() as conn:

@@ -188,6 +188,9 @@ def test_health_readiness_metrics_and_openapi(api, stack):
     service_metrics = api.http.get(f"http://127.0.0.1:{stack.metrics_port('tickets')}/metrics").text
     assert 'entrypoint_latency_seconds_count{entrypoint="create_ticket"' in service_metrics
     assert "outbox_backlog" in service_metrics
+    reports_metrics = api.http.get(f"http://127.0.0.1:{stack.metrics_port('reports')}/metrics").text
+    assert 'event_lag_seconds_count{event_type="ticket.completed",service="reports"}' in reports_metrics
+    assert 'events_consumed_total{event_type="ticket.completed",outcome="ok",service="reports"}' in reports_metrics
     spec = api.http.get("/openapi.json").json()
     assert "/api/v1/work-orders/{ticket_id}/check-in" in spec["paths"]
     r = api.http.get("/api/v1/work-orders", headers={"X-Correlation-ID": "trace-me-123"})
