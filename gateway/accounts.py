@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from svc_common.context import RequestContext
 from svc_common.contracts import UserV1
 from svc_common.db import Database
-from svc_common.errors import Conflict, NotFound, ValidationFailed, field_error
+from svc_common.errors import Conflict, ValidationFailed, field_error
 from svc_common.uow import UnitOfWork
 
 from .auth import hash_password, verify_password
@@ -76,10 +76,7 @@ def create_user(uow: UnitOfWork, data: UserIn) -> User:
 
 
 def get_user(uow: UnitOfWork, user_id: uuid.UUID) -> User:
-    user = uow.session.get(User, user_id)
-    if user is None or user.tenant_id != uow.ctx.tenant_id:
-        raise NotFound(f"user {user_id} not found", [{"field": "user_id", "message": "not found"}])
-    return user
+    return uow.get_or_404(User, user_id, "user_id", "user")
 
 
 def list_users(uow: UnitOfWork, role: str | None) -> list[User]:

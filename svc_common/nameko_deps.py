@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 import weakref
+from typing import Callable
 
 import eventlet
 import sqlalchemy as sa
@@ -42,6 +43,14 @@ class WorkerPlatform:
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.db, self.ctx)
+
+    def handle_once(self, envelope: dict, handler: Callable[[UnitOfWork, EventEnvelope], object]) -> None:
+        """Run `handler(uow, event)` for a delivered event unless this consumer already has:
+        the claim commits with the handler's effect (or neither does)."""
+        event = EventEnvelope.model_validate(envelope)
+        with self.event_uow(event) as uow:
+            if not uow.duplicate:
+                handler(uow, event)
 
     def event_uow(self, envelope: EventEnvelope) -> UnitOfWork:
         """A unit of work for an event handler that has claimed the event (see `duplicate`)."""

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from .context import RequestContext
 from .contracts import Actor, EventEnvelope, contract_for, exchange_of
 from .db import Database, insert_if_absent, next_document_number, utcnow
+from .errors import NotFound
 
 log = logging.getLogger("svc_common.events")
 
@@ -79,6 +80,16 @@ class UnitOfWork:
                                    {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()})
         self.duplicate = not claimed
         return claimed
+
+    def get_or_404(self, model, id_: uuid.UUID, field: str, noun: str):
+        """The row of this tenant with this id, or NotFound naming `field`.
+
+        The session already filters by tenant; the explicit check keeps a row the identity map
+        held from elsewhere from ever crossing the boundary."""
+        row = self.session.get(model, id_)
+        if row is None or row.tenant_id != self.ctx.tenant_id:
+            raise NotFound(f"{noun} {id_} not found", [{"field": field, "message": "not found"}])
+        return row
 
     def next_number(self, kind: str, prefix: str) -> str:
         return next_document_number(self.session, self.db.tables, self.ctx.tenant_id, kind, prefix)

@@ -5,7 +5,7 @@ import uuid
 import sqlalchemy as sa
 
 from svc_common.contracts import AddressV1, ContactV1, CustomerCreatedV1, EquipmentRegisteredV1
-from svc_common.errors import Conflict, NotFound
+from svc_common.errors import Conflict
 from svc_common.uow import UnitOfWork
 
 from .models import Address, Contact, Customer, Equipment
@@ -29,11 +29,7 @@ def create_customer(uow: UnitOfWork, data: CustomerIn) -> Customer:
 
 
 def get_customer(uow: UnitOfWork, customer_id: uuid.UUID) -> Customer:
-    # The session is tenant-scoped: another tenant's customer is simply not found.
-    customer = uow.session.get(Customer, customer_id)
-    if customer is None or customer.tenant_id != uow.ctx.tenant_id:
-        raise NotFound(f"customer {customer_id} not found", [{"field": "customer_id", "message": "not found"}])
-    return customer
+    return uow.get_or_404(Customer, customer_id, "customer_id", "customer")
 
 
 def list_customers(uow: UnitOfWork, q: str | None, offset: int, limit: int) -> tuple[list[Customer], int]:
@@ -62,10 +58,7 @@ def register_equipment(uow: UnitOfWork, customer_id: uuid.UUID, data: EquipmentI
 
 
 def get_equipment(uow: UnitOfWork, equipment_id: uuid.UUID) -> Equipment:
-    equipment = uow.session.get(Equipment, equipment_id)
-    if equipment is None or equipment.tenant_id != uow.ctx.tenant_id:
-        raise NotFound(f"equipment {equipment_id} not found", [{"field": "equipment_id", "message": "not found"}])
-    return equipment
+    return uow.get_or_404(Equipment, equipment_id, "equipment_id", "equipment")
 
 
 def list_equipment(uow: UnitOfWork, customer_id: uuid.UUID | None) -> list[Equipment]:

@@ -2,7 +2,6 @@
 from nameko.rpc import rpc
 
 from svc_common.consumer import on_event
-from svc_common.contracts import EventEnvelope
 from svc_common.errors import EXPECTED_ERRORS, field_error
 from svc_common.nameko_deps import HealthRpc, Platform
 from svc_common.validation import dump, page, parse, parse_id, window
@@ -119,8 +118,5 @@ class InventoryService(HealthRpc):
     # --- events ------------------------------------------------------------------------------
     @on_event("tickets", "ticket.completed")
     def on_ticket_completed(self, envelope):
-        event = EventEnvelope.model_validate(envelope)
-        with self.platform.event_uow(event) as uow:
-            if uow.duplicate:
-                return
-            handlers.consume_parts_for_work_order(uow, event.payload())
+        self.platform.handle_once(envelope, lambda uow, event: handlers.consume_parts_for_work_order(
+            uow, event.payload()))

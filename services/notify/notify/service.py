@@ -22,13 +22,11 @@ class NotifyService(HealthRpc):
 
     @on_event("tickets", "ticket.completed")
     def on_ticket_completed(self, envelope):
-        event = EventEnvelope.model_validate(envelope)
         try:
-            with self.platform.event_uow(event) as uow:
-                if uow.duplicate:
-                    return
-                handlers.notify_ticket_completed(uow, event, event.payload(), self.sms)
+            self.platform.handle_once(envelope, lambda uow, event: handlers.notify_ticket_completed(
+                uow, event, event.payload(), self.sms))
         except handlers.DeliveryFailed as failed:
+            event = EventEnvelope.model_validate(envelope)
             # The event's transaction rolled back, so the retry redoes the whole notification;
             # the failed attempt goes to the delivery log in a transaction of its own.
             with UnitOfWork(self.platform.db, system_context(event.tenant_id, event.correlation_id)) as uow:

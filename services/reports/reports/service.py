@@ -2,7 +2,6 @@
 from nameko.rpc import rpc
 
 from svc_common.consumer import on_event
-from svc_common.contracts import EventEnvelope
 from svc_common.errors import EXPECTED_ERRORS
 from svc_common.nameko_deps import HealthRpc, Platform
 from svc_common.validation import dump, parse
@@ -18,19 +17,13 @@ class ReportsService(HealthRpc):
 
     @on_event("tickets", "ticket.created")
     def on_ticket_created(self, envelope):
-        event = EventEnvelope.model_validate(envelope)
-        with self.platform.event_uow(event) as uow:
-            if uow.duplicate:
-                return
-            handlers.record_ticket_created(uow, event, event.payload())
+        self.platform.handle_once(envelope, lambda uow, event: handlers.record_ticket_created(
+            uow, event, event.payload()))
 
     @on_event("tickets", "ticket.completed")
     def on_ticket_completed(self, envelope):
-        event = EventEnvelope.model_validate(envelope)
-        with self.platform.event_uow(event) as uow:
-            if uow.duplicate:
-                return
-            handlers.record_ticket_completed(uow, event, event.payload())
+        self.platform.handle_once(envelope, lambda uow, event: handlers.record_ticket_completed(
+            uow, event, event.payload()))
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def technician_daily(self, date_from, date_to, technician_id=None, tz="Asia/Shanghai"):

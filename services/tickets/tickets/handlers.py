@@ -10,7 +10,7 @@ from svc_common.contracts import (
     TicketCompletedV1, TicketCreatedV1, UserV1,
 )
 from svc_common.db import utcnow
-from svc_common.errors import Conflict, NotFound, ValidationFailed
+from svc_common.errors import Conflict, ValidationFailed
 from svc_common.uow import UnitOfWork
 
 from . import domain
@@ -58,10 +58,7 @@ def create_ticket(uow: UnitOfWork, data: TicketIn, snapshot: dict) -> Ticket:
 
 
 def get_ticket(uow: UnitOfWork, ticket_id: uuid.UUID) -> Ticket:
-    ticket = uow.session.get(Ticket, ticket_id)
-    if ticket is None or ticket.tenant_id != uow.ctx.tenant_id:
-        raise NotFound(f"work order {ticket_id} not found", [{"field": "ticket_id", "message": "not found"}])
-    return ticket
+    return uow.get_or_404(Ticket, ticket_id, "ticket_id", "work order")
 
 
 def list_tickets(uow: UnitOfWork, status: str | None, assignee_id: uuid.UUID | None,

@@ -41,16 +41,6 @@ class ReceiptIn(Schema):
     parts_used: list[PartUsedIn] = Field(default_factory=list, max_length=100)
 
 
-class UserEventIn(Schema):
-    user_id: uuid.UUID
-    name: str
-    username: str
-    role: str
-    phone: str | None = None
-    email: str | None = None
-    active: bool = True
-
-
 class PartUsedOut(OutSchema):
     part_id: uuid.UUID
     quantity: Decimal

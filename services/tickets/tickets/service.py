@@ -3,7 +3,6 @@ from nameko.rpc import RpcProxy, rpc
 from sqlalchemy.orm.exc import StaleDataError
 
 from svc_common.consumer import on_event
-from svc_common.contracts import EventEnvelope
 from svc_common.db import utcnow
 from svc_common.errors import EXPECTED_ERRORS, Conflict
 from svc_common.nameko_deps import HealthRpc, Platform
@@ -81,24 +80,16 @@ class TicketsService(HealthRpc):
     # -- replicas of customers and equipment ----------------------------------------------------
     @on_event("customers", "customer.created")
     def on_customer_created(self, envelope):
-        event = EventEnvelope.model_validate(envelope)
-        with self.platform.event_uow(event) as uow:
-            if not uow.duplicate:
-                handlers.apply_customer_event(uow, event.payload())
+        self.platform.handle_once(envelope, lambda uow, event: handlers.apply_customer_event(uow, event.payload()))
 
     @on_event("customers", "equipment.registered")
     def on_equipment_registered(self, envelope):
-        event = EventEnvelope.model_validate(envelope)
-        with self.platform.event_uow(event) as uow:
-            if not uow.duplicate:
-                handlers.apply_equipment_event(uow, event.payload())
+        self.platform.handle_once(envelope, lambda uow, event: handlers.apply_equipment_event(uow, event.payload()))
 
     # -- roster from the gateway's accounts ------------------------------------------------
     def _apply_user(self, envelope):
-        event = EventEnvelope.model_validate(envelope)
-        with self.platform.event_uow(event) as uow:
-            if not uow.duplicate:
-                handlers.apply_user_event(uow, event.type, event.payload())
+        self.platform.handle_once(envelope, lambda uow, event: handlers.apply_user_event(
+            uow, event.type, event.payload()))
 
     @on_event("gateway", "user.created")
     def on_user_created(self, envelope):
