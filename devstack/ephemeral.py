@@ -79,9 +79,15 @@ def free_port_block(size: int) -> int:
 
 
 @contextmanager
-def running_stack(data_dir: Path, extra_env: dict | None = None, database: str = "postgresql"):
+def running_stack(data_dir: Path, extra_env: dict | None = None, database: str = "postgresql",
+                  instances: dict[str, int] | None = None):
     """All five services and the gateway as processes on a fresh vhost and fresh databases:
-    PostgreSQL ones, or SQLite files in `data_dir` as in the embedded default."""
+    PostgreSQL ones, or SQLite files in `data_dir` as in the embedded default.
+
+    `instances`, e.g. {"tickets": 2}: run that many instances of a service (PostgreSQL only: SQLite
+    has one writer per file). More can be started or stopped later with `stack.scale()`."""
+    if instances and database != "postgresql":
+        raise ValueError("several instances of a service need PostgreSQL")
     dbs = create_databases(COMPONENTS) if database == "postgresql" else None
     database_url = dbs.url if dbs else (lambda name: f"sqlite:///{data_dir}/{name}.db")
     vhost, amqp_uri = isolated_vhost()
@@ -94,6 +100,8 @@ def running_stack(data_dir: Path, extra_env: dict | None = None, database: str =
         stack.migrate()
         stack.start_all()
         stack.wait_ready()
+        for service, count in (instances or {}).items():
+            stack.scale(service, count)
         yield stack
     finally:
         stack.stop_all()

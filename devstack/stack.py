@@ -2,9 +2,15 @@
 
 Each component gets its own DATABASE_URL and METRICS_PORT; logs go to <data_dir>/logs/.
 Used by `python -m devstack` (embedded default), the end-to-end tests and bench/.
+
+A service may run as several instances: "tickets" is the first, "tickets-2", "tickets-3", ... are
+more, each its own process with its own METRICS_PORT (and log file), on the service's DATABASE_URL
+and the same broker vhost. Instances of a service share its RPC queue and event queues; their
+outbox relays share the outbox (FOR UPDATE SKIP LOCKED on PostgreSQL). See `scale()`.
 """
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +24,27 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("customers", "inventory", "tickets", "notify", "reports")
 COMPONENTS = SERVICES + ("gateway",)
 PYTHONPATH = os.pathsep.join([str(ROOT)] + [str(ROOT / "services" / s) for s in SERVICES])
+
+
+def service_of(name: str) -> str:
+    """The component an instance name runs: "tickets-2" → "tickets"; "tickets" → "tickets"."""
+    base, _, number = name.rpartition("-")
+    if base in COMPONENTS and number.isdigit():
+        return base
+    if name in COMPONENTS:
+        return name
+    raise ValueError(f"unknown component or instance name {name!r}")
+
+
+def instance_name(service: str, number: int) -> str:
+    """The 1st instance keeps the service's own name; the n-th is "<service>-<n>"."""
+    return service if number == 1 else f"{service}-{number}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @dataclass
@@ -35,6 +62,7 @@ class Stack:
     def __init__(self, config: StackConfig):
         self.config = config
         self.processes: dict[str, subprocess.Popen] = {}
+        self._extra_ports: dict[str, int] = {}  # METRICS_PORT of instances beyond the first, kept across restarts
         self.logs_dir = config.data_dir / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
 
@@ -43,19 +71,48 @@ class Stack:
         return f"http://127.0.0.1:{self.config.gateway_port}"
 
     def metrics_port(self, name: str) -> int:
-        return self.config.metrics_base_port + SERVICES.index(name)
+        if name in SERVICES:
+            return self.config.metrics_base_port + SERVICES.index(name)
+        if service_of(name) not in SERVICES:
+            raise ValueError(f"{name!r} has no metrics port (the gateway serves /metrics on its own port)")
+        if name not in self._extra_ports:
+            self._extra_ports[name] = _free_port()
+        return self._extra_ports[name]
+
+    def instances(self, service: str) -> list[str]:
+        """The running instances of a service, first one first."""
+        names = [n for n in self.processes if service_of(n) == service]
+        return sorted(names, key=lambda n: 1 if n == service else int(n.rpartition("-")[2]))
+
+    def scale(self, service: str, count: int, wait: bool = True, timeout: float = 60) -> list[str]:
+        """Run exactly `count` instances of a service: start the missing ones (and wait until each is
+        ready), stop the surplus gracefully (SIGTERM), highest numbers first. Returns the instance names."""
+        if service not in SERVICES:
+            raise ValueError(f"only services scale, not {service!r}")
+        wanted = [instance_name(service, i) for i in range(1, count + 1)]
+        for name in reversed(self.instances(service)):
+            if name not in wanted:
+                self.kill(name, signal.SIGTERM)
+        started = [name for name in wanted if name not in self.processes]
+        for name in started:
+            self.start(name)
+        if wait:
+            for name in started:
+                self.wait_service_ready(name, timeout)
+        return wanted
 
     def env(self, name: str) -> dict[str, str]:
+        component = service_of(name)
         env = dict(os.environ)
         env.update({
             "PYTHONPATH": PYTHONPATH,
             "AMQP_URI": self.config.amqp_uri,
-            "DATABASE_URL": self.config.database_url(name),
+            "DATABASE_URL": self.config.database_url(component),
             "JWT_SECRET": self.config.jwt_secret,
             "SMS_LOG_PATH": str(self.config.data_dir / "sms.log"),
             "PYTHONUNBUFFERED": "1",
         })
-        if name == "gateway":
+        if component == "gateway":
             env["GATEWAY_PORT"] = str(self.config.gateway_port)
             env["GATEWAY_HOST"] = "127.0.0.1"
         else:
@@ -71,8 +128,14 @@ class Stack:
                 raise RuntimeError(f"migrations of {name} failed:\n{result.stderr[-3000:]}")
 
     def start(self, name: str) -> subprocess.Popen:
-        command = [sys.executable, "-m", "gateway"] if name == "gateway" else \
-            [sys.executable, "-m", "svc_common.runner", name]
+        """Start a component, or one more instance of a service ("tickets-2")."""
+        if name in self.processes and self.processes[name].poll() is None:
+            raise RuntimeError(f"{name} is already running")
+        if service_of(name) == "gateway" and name != "gateway":
+            raise ValueError("the gateway runs as one process per port; start another Stack for a second one")
+        component = service_of(name)
+        command = [sys.executable, "-m", "gateway"] if component == "gateway" else \
+            [sys.executable, "-m", "svc_common.runner", component]
         log = open(self.logs_dir / f"{name}.log", "ab")
         process = subprocess.Popen(command, env=self.env(name), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
@@ -88,10 +151,13 @@ class Stack:
         process.send_signal(sig)
         process.wait(timeout=30)
 
-    def restart(self, name: str) -> None:
+    def restart(self, name: str, wait: bool = False, timeout: float = 60) -> None:
+        """Graceful stop (SIGTERM: in-flight work finishes) and start again; `wait`: until ready."""
         if name in self.processes:
             self.kill(name, signal.SIGTERM)
         self.start(name)
+        if wait:
+            self.wait_service_ready(name, timeout)
 
     def stop_all(self, timeout: float = 20) -> None:
         for process in self.processes.values():

@@ -31,23 +31,16 @@ def _find(uow: UnitOfWork, model, id_: uuid.UUID):
     return row if row is not None and row.tenant_id == uow.ctx.tenant_id else None
 
 
-def _get(uow: UnitOfWork, model, id_: uuid.UUID, field: str, label: str):
-    row = _find(uow, model, id_)
-    if row is None:
-        raise NotFound(f"{label} {id_} not found", [{"field": field, "message": "not found"}])
-    return row
-
-
 def get_part(uow: UnitOfWork, part_id: uuid.UUID, field: str = "part_id") -> Part:
-    return _get(uow, Part, part_id, field, "part")
+    return uow.get_or_404(Part, part_id, field, "part")
 
 
 def get_location(uow: UnitOfWork, location_id: uuid.UUID, field: str = "location_id") -> Location:
-    return _get(uow, Location, location_id, field, "location")
+    return uow.get_or_404(Location, location_id, field, "location")
 
 
 def get_warehouse(uow: UnitOfWork, warehouse_id: uuid.UUID, field: str = "warehouse_id") -> Location:
-    location = _get(uow, Location, warehouse_id, field, "warehouse")
+    location = uow.get_or_404(Location, warehouse_id, field, "warehouse")
     if location.kind != domain.WAREHOUSE:
         raise NotFound(f"warehouse {warehouse_id} not found", [{"field": field, "message": "not found"}])
     return location
@@ -272,7 +265,7 @@ def request_requisition(uow: UnitOfWork, data: RequisitionIn) -> Requisition:
 
 
 def get_requisition(uow: UnitOfWork, requisition_id: uuid.UUID) -> Requisition:
-    return _get(uow, Requisition, requisition_id, "requisition_id", "requisition")
+    return uow.get_or_404(Requisition, requisition_id, "requisition_id", "requisition")
 
 
 def list_requisitions(uow: UnitOfWork, status: str | None, technician_id: uuid.UUID | None,
