@@ -21,3 +21,8 @@ async def work_order_summary(date_from: dt.date, date_to: dt.date, tz: str = "As
                              svc: Services = Depends(services)):
     return await svc.reply("reports", "work_order_summary", date_from=date_from.isoformat(),
                            date_to=date_to.isoformat(), tz=tz)
+
+
+@router.post("/reports/rebuild", summary="Rebuild your company's report read models by replaying its event archive")
+async def rebuild_reports(svc: Services = Depends(services)):
+    return await svc.reply("reports", "rebuild_read_models")

@@ -221,3 +221,17 @@ def test_one_correlation_id_follows_a_request_through_rpc_and_events_into_every_
     consumed = lines("inventory")[0]
     assert (consumed["message"], consumed["event_type"], consumed["correlation_id"]) == (
         "event consumed", "ticket.completed", correlation_id)
+
+
+def test_reports_rebuilt_from_the_event_archive_show_the_live_figures(api):
+    co = api.new_company()
+    customer = api.ok("POST", "/customers", co["admin"], json=CUSTOMER)
+    for _ in range(3):
+        api.ok("POST", "/work-orders", co["dispatcher"], json={"type": "repair", "customer_id": customer["id"],
+                                                              "description": "x"})
+    today = dt.datetime.now(dt.timezone.utc).date()
+    query = f"/reports/work-orders-summary?date_from={today - dt.timedelta(days=1)}&date_to={today + dt.timedelta(days=1)}"
+    live = eventually(lambda: (r := api.ok("GET", query, co["admin"]))["total_created"] == 3 and r)
+    assert api.request("POST", "/reports/rebuild", co["dispatcher"]).status_code == 403
+    assert api.ok("POST", "/reports/rebuild", co["admin"]) == {"replayed": 3}
+    assert api.ok("GET", query, co["admin"]) == live

@@ -2,7 +2,7 @@
 from nameko.rpc import rpc
 
 from svc_common.consumer import on_event
-from svc_common.errors import EXPECTED_ERRORS
+from svc_common.errors import EXPECTED_ERRORS, Forbidden
 from svc_common.nameko_deps import HealthRpc, Platform
 from svc_common.validation import dump, parse
 
@@ -17,13 +17,19 @@ class ReportsService(HealthRpc):
 
     @on_event("tickets", "ticket.created")
     def on_ticket_created(self, envelope):
-        self.platform.handle_once(envelope, lambda uow, event: handlers.record_ticket_created(
-            uow, event, event.payload()))
+        self.platform.handle_once(envelope, handlers.project)
 
     @on_event("tickets", "ticket.completed")
     def on_ticket_completed(self, envelope):
-        self.platform.handle_once(envelope, lambda uow, event: handlers.record_ticket_completed(
-            uow, event, event.payload()))
+        self.platform.handle_once(envelope, handlers.project)
+
+    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    def rebuild_read_models(self):
+        """Replay the caller's tenant's event archive into fresh read models (admin only)."""
+        if self.platform.ctx.actor_role != "admin":
+            raise Forbidden("only an admin may rebuild the reports")
+        with self.platform.uow() as uow:
+            return {"replayed": handlers.rebuild_read_models(uow)}
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def technician_daily(self, date_from, date_to, technician_id=None, tz="Asia/Shanghai"):
