@@ -37,6 +37,10 @@ USER 10001:10001
 # 8000: gateway HTTP; 9100: a service's /metrics, /healthz, /readyz.
 EXPOSE 8000 9100
 
-# No HEALTHCHECK here: the port differs per role (and one-shot migrations have
-# none), so compose and Kubernetes probe each service themselves.
+# Health command for plain `docker run`: deploy/healthcheck.py probes /healthz
+# on the role's own port (services 9100, gateway 8000; migrations: healthy).
+# Compose and Kubernetes still declare their own probes per role.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=5 \
+  CMD ["python", "/app/deploy/healthcheck.py"]
+
 CMD ["python", "-m", "gateway"]

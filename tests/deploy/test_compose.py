@@ -25,7 +25,7 @@ PROMETHEUS_FILE = REPO / "deploy" / "prometheus" / "prometheus.yml"
 
 SERVICES = ("tickets", "inventory", "customers", "notify", "reports")
 COMPONENTS = SERVICES + ("gateway",)  # everything with a database and a migration
-INFRA = ("rabbitmq", "postgres", "prometheus")
+INFRA = ("rabbitmq", "postgres", "prometheus", "grafana")
 GATEWAY_PORT = 8000
 
 
@@ -105,6 +105,7 @@ def test_external_images_are_pinned(services):
     assert services["rabbitmq"]["image"] == "rabbitmq:3.13-management"
     assert services["postgres"]["image"] == "postgres:16"
     assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", services["prometheus"]["image"])
+    assert re.fullmatch(r"grafana/grafana:\d+\.\d+\.\d+", services["grafana"]["image"])
 
 
 def test_app_containers_share_one_image_built_from_the_root_dockerfile(services):
@@ -164,6 +165,8 @@ def test_app_healthcheck_hits_healthz_on_its_own_port_with_python(services, name
 def test_infra_healthchecks_use_the_real_tools(services):
     assert services["rabbitmq"]["healthcheck"]["test"][1] == "rabbitmq-diagnostics"
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:9090/-/ready" in services["prometheus"]["healthcheck"]["test"]
+    assert "http://127.0.0.1:3000/api/health" in services["grafana"]["healthcheck"]["test"]
 
 
 @pytest.mark.parametrize("name", COMPONENTS)
@@ -243,20 +246,36 @@ def test_bind_mounted_files_exist(services):
 # --- prometheus ---------------------------------------------------------------
 
 
+# rabbitmq_prometheus' per-object endpoint: metrics labelled by queue (dead-letter alert, dashboards)
+METRICS_PATHS = {"rabbitmq": "/metrics/per-object"}
+
+
 def prometheus_targets() -> dict[str, set[str]]:
     config = yaml.safe_load(PROMETHEUS_FILE.read_text())
     targets: dict[str, set[str]] = {}
     for job in config["scrape_configs"]:
-        assert job.get("metrics_path", "/metrics") == "/metrics", job["job_name"]
+        assert job.get("metrics_path", "/metrics") == METRICS_PATHS.get(job["job_name"], "/metrics"), job["job_name"]
         for static in job.get("static_configs", []):
             targets.setdefault(job["job_name"], set()).update(static["targets"])
     return targets
 
 
-def test_prometheus_mounts_the_config(services):
+def test_prometheus_mounts_the_config_and_the_alert_rules(services):
     prom = services["prometheus"]
     assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prom["volumes"]
+    assert "./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in prom["volumes"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in prom["command"]
+    assert yaml.safe_load(PROMETHEUS_FILE.read_text())["rule_files"] == ["/etc/prometheus/alerts.yml"]
+
+
+def test_prometheus_scrapes_rabbitmq_per_queue():
+    assert "rabbitmq:15692" in prometheus_targets()["rabbitmq"]
+
+
+def test_grafana_is_local_only_and_waits_for_prometheus(services):
+    graf = services["grafana"]
+    assert graf["ports"] == ["127.0.0.1:3000:3000"]
+    assert graf["depends_on"] == {"prometheus": {"condition": "service_healthy"}}
 
 
 @pytest.mark.parametrize("name", COMPONENTS)

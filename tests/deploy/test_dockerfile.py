@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
 import shlex
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+HEALTHCHECK_SCRIPT = REPO / "deploy" / "healthcheck.py"
 PYTHONPATH = (
     "/app:/app/services/tickets:/app/services/inventory:/app/services/customers"
     ":/app/services/notify:/app/services/reports"
@@ -108,7 +111,50 @@ def test_dockerignore_keeps_local_state_out(path):
 
 
 @pytest.mark.parametrize(
-    "path", ["requirements.lock", "svc_common/runner.py", "gateway/__main__.py", "services/tickets/tickets/service.py"]
+    "path",
+    ["requirements.lock", "svc_common/runner.py", "gateway/__main__.py", "services/tickets/tickets/service.py",
+     "deploy/healthcheck.py"],
 )
 def test_dockerignore_keeps_what_the_image_needs(path):
     assert not ignored(path)
+
+
+# --- health command -------------------------------------------------------------
+
+
+def healthcheck_module():
+    spec = importlib.util.spec_from_file_location("healthcheck", HEALTHCHECK_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_image_has_a_health_command_running_the_script_in_the_image():
+    (args,) = [a for op, a in instructions() if op == "HEALTHCHECK"]
+    options, _, cmd = args.partition("CMD")
+    assert json.loads(cmd) == ["python", "/app/deploy/healthcheck.py"]  # exec form: no shell in the way
+    assert "--timeout=" in options and "--start-period=" in options
+    # COPY . . puts deploy/healthcheck.py at /app/deploy/healthcheck.py (WORKDIR /app)
+    assert ("WORKDIR", "/app") in instructions() and ("COPY", ". .") in instructions()
+
+
+@pytest.mark.parametrize(
+    "cmdline, env, url",
+    [
+        ("python -m svc_common.runner tickets", {"METRICS_PORT": "9100"}, "http://127.0.0.1:9100/healthz"),
+        ("python -m svc_common.runner notify", {}, "http://127.0.0.1:9100/healthz"),
+        ("python -m svc_common.runner reports", {"METRICS_PORT": "9200"}, "http://127.0.0.1:9200/healthz"),
+        ("python -m gateway", {"METRICS_PORT": "9100"}, "http://127.0.0.1:8000/healthz"),
+        ("python -m gateway", {"GATEWAY_PORT": "8080"}, "http://127.0.0.1:8080/healthz"),
+        ("python -m svc_common.migrate tickets", {}, None),
+    ],
+)
+def test_health_command_probes_the_roles_own_port(cmdline, env, url):
+    assert healthcheck_module().health_url(cmdline, env) == url
+
+
+def test_health_command_fails_when_nothing_answers(monkeypatch):
+    module = healthcheck_module()
+    # a port nothing listens on: the probe must report unhealthy, not raise
+    monkeypatch.setattr(module, "health_url", lambda cmdline, env: "http://127.0.0.1:9/healthz")
+    assert module.main() == 1

@@ -1,8 +1,10 @@
-"""deploy/k8s (Kustomize base), checked offline against Kubernetes' schemas.
+"""deploy/k8s/base (the Kustomize base), checked offline against Kubernetes' and KEDA's schemas.
 
 kubernetes-validate ships the Kubernetes JSON schemas, so no cluster and no
 network are needed. Strict mode rejects unknown fields, which catches typos
-such as `livenesProbe` that a cluster would silently drop.
+such as `livenesProbe` that a cluster would silently drop. KEDA's kinds are
+checked against KEDA's CRD models (deploy_support.crd_problems), and the
+ScaledObjects' queue names against the queues nameko declares for the code.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from deploy_support import BASE, K8S_VERSIONS, crd_problems, declared_queues, derived_queues, validate
 
 REPO = Path(__file__).resolve().parents[2]
-BASE = REPO / "deploy" / "k8s"
 
 SERVICES = ("tickets", "inventory", "customers", "notify", "reports")
 COMPONENTS = SERVICES + ("gateway",)
@@ -26,9 +28,6 @@ APP_IMAGE = "fsp-app"
 CONFIGMAP = "fsp-config"
 AMQP_SECRET = "fsp-amqp"
 DOCKERFILE_UID = 10001  # `USER 10001:10001` in the root Dockerfile
-
-# Oldest Kubernetes minor we still target, and the newest the package knows.
-K8S_VERSIONS = ("1.29", kubernetes_validate.latest_version())
 
 
 def load_kustomization() -> dict:
@@ -117,6 +116,12 @@ def test_kustomization_lists_every_manifest_and_only_existing_ones():
     assert set(listed) == on_disk
 
 
+def test_deploy_k8s_itself_is_the_base():
+    # `kubectl apply -k deploy/k8s` (docs/operations.md) keeps meaning the base
+    root = yaml.safe_load((BASE.parent / "kustomization.yaml").read_text())
+    assert root["resources"] == ["base"] and set(root) <= {"apiVersion", "kind", "resources"}
+
+
 def test_kustomization_is_a_base_and_pins_the_app_image():
     kust = load_kustomization()
     assert kust["kind"] == "Kustomization"
@@ -136,8 +141,25 @@ def test_every_object_is_unique_and_labelled_part_of_fsp():
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize("doc", RESOURCES, ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
-def test_manifest_validates_against_kubernetes_schema(doc, version):
-    kubernetes_validate.validate(doc, version, strict=True)
+def test_manifest_validates_against_kubernetes_or_crd_schema(doc, version):
+    # built-in kinds against Kubernetes `version`; KEDA kinds against KEDA's CRD models
+    validate(doc, version)
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda so: so["spec"].update(minReplicas=1),  # HPA spelling, not KEDA's minReplicaCount
+        lambda so: so["spec"].update(maxReplicaCount="many"),
+        lambda so: so["spec"]["triggers"][0].update(authRef={"name": "x"}),
+        lambda so: so["spec"]["scaleTargetRef"].pop("name"),
+    ],
+    ids=["unknown-field", "wrong-type", "unknown-trigger-field", "missing-required"],
+)
+def test_keda_check_rejects_a_broken_scaled_object(breakage):
+    broken = copy.deepcopy(objects("ScaledObject")["tickets"])
+    breakage(broken)
+    assert crd_problems(broken)
 
 
 def test_schema_check_rejects_a_misspelt_field():
@@ -205,6 +227,74 @@ def test_only_the_gateway_has_a_service():
     assert set(objects("Service")) == {"gateway"}
 
 
+def test_ingress_routes_to_the_gateway_service():
+    (ing,) = objects("Ingress").values()
+    svc = objects("Service")["gateway"]
+    for rule in ing["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            assert backend["name"] == "gateway"
+            assert backend["port"]["name"] in {p["name"] for p in svc["spec"]["ports"]}
+
+
+# --- disruption and autoscaling -------------------------------------------------
+
+
+@pytest.mark.parametrize("name", COMPONENTS)
+def test_each_component_has_a_pdb_selecting_its_pods(name):
+    pdb = objects("PodDisruptionBudget")[name]
+    pod_labels = objects("Deployment")[name]["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    # never 0 unavailable: that would block every node drain
+    assert pdb["spec"].get("maxUnavailable", 1) >= 1
+
+
+def test_gateway_scales_on_cpu():
+    hpa = objects("HorizontalPodAutoscaler")["gateway"]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gateway"}
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    # the services are scaled by KEDA, not by a CPU HPA
+    assert set(objects("HorizontalPodAutoscaler")) == {"gateway"}
+
+
+def test_keda_authenticates_with_the_amqp_secret():
+    auth = objects("TriggerAuthentication")["fsp-rabbitmq"]
+    assert auth["spec"]["secretTargetRef"] == [{"parameter": "host", "name": AMQP_SECRET, "key": "AMQP_URI"}]
+
+
+def test_one_scaled_object_per_service():
+    assert set(objects("ScaledObject")) == set(SERVICES)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_scaled_object_triggers_on_exactly_the_queues_the_service_consumes(name):
+    so = objects("ScaledObject")[name]
+    assert so["spec"]["scaleTargetRef"] == {"name": name}
+    assert name in objects("Deployment")
+    triggers = so["spec"]["triggers"]
+    queues = [t["metadata"]["queueName"] for t in triggers]
+    assert len(queues) == len(set(queues)), "a queue listed twice"
+    declared = declared_queues()[name]
+    # its RPC queue and every event queue nameko declares for it; no retry/DLQ queue
+    # (those have no consumer, so their depth says nothing about this service's load)
+    assert set(queues) == declared["rpc"] | declared["event"]
+    assert not set(queues) & derived_queues()
+    for t in triggers:
+        assert t["type"] == "rabbitmq"
+        assert t["authenticationRef"]["name"] in objects("TriggerAuthentication")
+        assert t["metadata"]["mode"] == "QueueLength" and int(t["metadata"]["value"]) > 0
+        assert "host" not in t["metadata"]  # credentials only through the TriggerAuthentication
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_scaled_object_keeps_at_least_one_replica(name):
+    spec = objects("ScaledObject")[name]["spec"]
+    # RPC callers wait synchronously and the outbox relay runs in the service: never scale to zero
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+
+
 @pytest.mark.parametrize("name", COMPONENTS)
 def test_each_component_has_a_migration_job_on_the_same_database(name):
     job = objects("Job").get(f"migrate-{name}")
@@ -270,7 +360,7 @@ def test_kubectl_kustomize_renders_the_base_and_the_result_validates():
     }
     tag = load_kustomization()["images"][0]["newTag"]
     for d in rendered:
-        kubernetes_validate.validate(d, K8S_VERSIONS[-1], strict=True)
+        validate(d, K8S_VERSIONS[-1])
         if d["kind"] in ("Deployment", "Job"):
             for c in d["spec"]["template"]["spec"]["containers"]:
                 assert c["image"] == f"{APP_IMAGE}:{tag}"
