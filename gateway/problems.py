@@ -1,9 +1,12 @@
 """Errors as RFC 9457 problem+json, naming the fields at fault."""
 import logging
 
+from typing import Generic, TypeVar
+
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from svc_common.context import correlation_id_var
 from svc_common.errors import ServiceError
@@ -18,6 +21,48 @@ REMOTE_STATUS = {
 }
 TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 409: "Conflict",
           422: "Validation failed", 500: "Internal error", 503: "Service unavailable", 504: "Upstream timeout"}
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error of this API is returned (application/problem+json)."""
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    correlation_id: str | None = None
+    errors: list[FieldError] | None = None
+
+
+# Documented on every router; the success schema is documented per route with `ok()`.
+PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+ERRORS = {status: {"model": Problem, "content": PROBLEM_CONTENT, "description": title}
+          for status, title in ((401, "Missing or invalid token"), (403, "Not allowed for your role"),
+                                (404, "Not found (or another company's)"), (409, "Conflicts with the current state"),
+                                (422, "Invalid input; `errors` names each field"))}
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    offset: int
+    limit: int
+
+
+class ItemList(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+
+
+def ok(model, status: int = 200) -> dict:
+    """OpenAPI for a route that returns the service's JSON as it is (no re-validation on the way out)."""
+    return {status: {"model": model, "description": "OK" if status == 200 else "Created"}}
 
 
 def problem(status: int, detail: str, errors: list[dict] | None = None, headers: dict | None = None) -> JSONResponse:

@@ -2,29 +2,41 @@
 import uuid
 
 from fastapi import APIRouter, Depends
+from notify.schemas import DeliveryOut, InboxMessageOut
+from pydantic import BaseModel
 
 from ..deps import Services, services
+from ..problems import ERRORS, Page, ok
 
-router = APIRouter(tags=["notifications"])
+
+class Inbox(Page[InboxMessageOut]):
+    unread: int
 
 
-@router.get("/notifications")
+class Updated(BaseModel):
+    updated: int
+
+
+router = APIRouter(responses=ERRORS, tags=["notifications"])
+
+
+@router.get("/notifications", responses=ok(Inbox))
 async def list_inbox(unread_only: bool = False, offset: int = 0, limit: int = 50, svc: Services = Depends(services)):
     return await svc.reply("notify", "list_inbox", unread_only=unread_only, offset=max(offset, 0),
                            limit=max(min(limit, 200), 1))
 
 
-@router.post("/notifications/{message_id}/read")
+@router.post("/notifications/{message_id}/read", responses=ok(InboxMessageOut))
 async def mark_read(message_id: uuid.UUID, svc: Services = Depends(services)):
     return await svc.reply("notify", "mark_read", message_id=message_id)
 
 
-@router.post("/notifications/read-all")
+@router.post("/notifications/read-all", responses=ok(Updated))
 async def mark_all_read(svc: Services = Depends(services)):
     return await svc.reply("notify", "mark_all_read")
 
 
-@router.get("/notification-deliveries")
+@router.get("/notification-deliveries", responses=ok(Page[DeliveryOut]))
 async def list_deliveries(channel: str | None = None, offset: int = 0, limit: int = 50,
                           svc: Services = Depends(services)):
     return await svc.reply("notify", "list_deliveries", channel=channel, offset=max(offset, 0),

@@ -92,3 +92,19 @@ def test_remote_errors_map_to_http(client, kind, status, errors):
     assert r.json().get("errors") == errors
     if status == 500:
         assert "boom" not in r.text  # internals are logged, not shown
+
+
+def test_openapi_documents_success_schemas_and_problem_errors():
+    from gateway.app import create_app
+    spec = create_app().openapi()
+    get_order = spec["paths"]["/api/v1/work-orders/{ticket_id}"]["get"]["responses"]
+    assert get_order["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/TicketOut")
+    assert get_order["404"]["content"]["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
+    created = spec["paths"]["/api/v1/work-orders"]["post"]["responses"]
+    assert created["201"]["content"]["application/json"]["schema"]["$ref"].endswith("/TicketOut")
+    assert "422" in created and "TicketOut" in spec["components"]["schemas"]
+    undocumented = [f"{method.upper()} {path}" for path, ops in spec["paths"].items() if path.startswith("/api/")
+                    for method, op in ops.items()
+                    if not any(code in op["responses"] and "schema" in str(op["responses"][code])
+                               for code in ("200", "201"))]
+    assert undocumented == []
