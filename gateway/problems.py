@@ -18,6 +18,8 @@ log = logging.getLogger("gateway.errors")
 REMOTE_STATUS = {
     "NotFound": 404, "Conflict": 409, "ValidationFailed": 422, "Forbidden": 403,
     "MalformedRequest": 400, "IncorrectSignature": 400,
+    # The service could not reach its database (down, failing over, out of connections): retryable.
+    "OperationalError": 503,
 }
 TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 409: "Conflict",
           422: "Validation failed", 500: "Internal error", 503: "Service unavailable", 504: "Upstream timeout"}
@@ -96,6 +98,9 @@ def install(app: FastAPI) -> None:
         if status == 500:
             log.error("service error %s: %s", exc.exc_type, exc.value)
             return problem(500, "internal error in a service")
+        if status == 503:
+            log.error("service unavailable %s: %s", exc.exc_type, exc.value)
+            return problem(503, "a service cannot reach its database; retry shortly", headers={"Retry-After": "1"})
         return problem(status, exc.value, exc.errors)
 
     @app.exception_handler(ServiceError)

@@ -21,6 +21,7 @@ class RequestContext:
     actor_role: str | None = None
     correlation_id: str | None = None
     locale: str = "zh-CN"
+    request_id: str | None = None  # one RPC call; the same on a redelivery of that call
 
     @classmethod
     def from_context_data(cls, data: dict[str, Any]) -> "RequestContext":
@@ -35,6 +36,7 @@ class RequestContext:
             actor_role=data.get("actor_role"),
             correlation_id=data.get("correlation_id"),
             locale=data.get("locale") or "zh-CN",
+            request_id=data.get("request_id"),
         )
 
     def to_context_data(self) -> dict[str, str]:
@@ -45,6 +47,8 @@ class RequestContext:
             data["actor_role"] = self.actor_role
         if self.correlation_id:
             data["correlation_id"] = self.correlation_id
+        if self.request_id:
+            data["request_id"] = self.request_id
         return data
 
     @property

@@ -83,6 +83,9 @@ class RpcClient:
         fut = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = fut
         headers = {f"nameko.{k}": v for k, v in (context or {}).items() if v is not None}
+        # Identifies this call; a redelivery of the message (its worker died before acking)
+        # carries the same id, so a service can recognise a create it has already committed.
+        headers.setdefault("nameko.request_id", correlation_id)
         body = json.dumps({"args": [], "kwargs": kwargs}, default=str).encode()
         try:
             await self._exchange.publish(

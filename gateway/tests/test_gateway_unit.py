@@ -68,6 +68,8 @@ def client():
             raise Conflict("taken", [{"field": "code", "message": "already taken"}])
         if kind == "timeout":
             raise RpcTimeout("tickets.get_ticket did not answer")
+        if kind == "database":
+            raise RemoteError("OperationalError", "FATAL: sorry, too many clients already")
         raise RemoteError("KeyError", "'boom'")
 
     return TestClient(app)
@@ -84,6 +86,7 @@ def test_malformed_body_is_422_problem_naming_each_field(client):
     ("conflict", 409, None),
     ("local", 409, [{"field": "code", "message": "already taken"}]),
     ("timeout", 504, None),
+    ("database", 503, None),
     ("unexpected", 500, None),
 ])
 def test_remote_errors_map_to_http(client, kind, status, errors):

@@ -194,3 +194,16 @@ async def test_notify_and_reports_build_their_views_from_ticket_completed(stack,
             break
         await asyncio.sleep(0.1)
     assert report["rows"] == [{"day": "2026-11-22", "technician_id": tech, "completed": 1}]
+
+
+async def test_a_create_delivered_twice_makes_one_work_order(stack, rpc):
+    """What RabbitMQ does when the instance running a create dies after its commit, before its ack."""
+    tenant = str(uuid.uuid4())
+    office = ctx(tenant, "dispatcher")
+    customer = await rpc.call("customers", "create_customer", context=ctx(tenant), customer={"name": "重投"})
+    call = {"type": "repair", "customer_id": customer["id"], "description": "x"}
+    same_call = {**office, "request_id": f"req-{uuid.uuid4().hex}"}
+    first, again = [await rpc.call("tickets", "create_ticket", context=same_call, ticket=call) for _ in range(2)]
+    assert first["id"] == again["id"] and first["number"] == again["number"]
+    listed = await rpc.call("tickets", "list_tickets", context=office)
+    assert listed["total"] == 1

@@ -74,3 +74,22 @@ def test_bad_pagination_is_a_field_error(db):
         worker.list_tickets(limit=0)
     assert err.value.errors[0]["field"] == "limit"
     assert worker.list_tickets(limit=10_000)["limit"] == 200
+
+
+def test_a_redelivered_create_returns_the_order_it_already_created(db):
+    """RabbitMQ redelivers an RPC whose worker died after committing but before acking:
+    the same request id must not create a second order."""
+    import dataclasses
+    office = dataclasses.replace(context(role="dispatcher"), request_id="req-1")
+    customer_id = str(uuid.uuid4())
+    first_worker = service_worker(TicketsService, db, office)
+    first_worker.customers.get_service_snapshot.return_value = {"customer_id": customer_id, **SNAPSHOT}
+    body = {"type": "repair", "customer_id": customer_id, "description": "x"}
+    first = first_worker.create_ticket(body)
+    redelivered = service_worker(TicketsService, db, office)  # another instance takes the redelivery
+    redelivered.customers.get_service_snapshot.return_value = {"customer_id": customer_id, **SNAPSHOT}
+    assert redelivered.create_ticket(body)["id"] == first["id"]
+    another_call = service_worker(TicketsService, db, dataclasses.replace(office, request_id="req-2"))
+    another_call.customers.get_service_snapshot.return_value = {"customer_id": customer_id, **SNAPSHOT}
+    assert another_call.create_ticket(body)["id"] != first["id"]
+    assert first_worker.list_tickets()["total"] == 2

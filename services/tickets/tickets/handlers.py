@@ -33,11 +33,18 @@ def _transition(uow: UnitOfWork, ticket: Ticket, action: Action, note: str | Non
     _record(uow, ticket, action, previous, note, **data)
 
 
+def created_by_this_request(uow: UnitOfWork) -> Ticket | None:
+    """The order this very RPC call already created, if it is a redelivery of it."""
+    if uow.ctx.request_id is None:
+        return None
+    return uow.session.scalar(sa.select(Ticket).where(Ticket.request_id == uow.ctx.request_id))
+
+
 def create_ticket(uow: UnitOfWork, data: TicketIn, snapshot: dict) -> Ticket:
     """`snapshot` is the customer as the replica or customers.get_service_snapshot gave it."""
     domain.require_dispatcher(uow.ctx.actor_role)
     ticket = Ticket(
-        type=data.type, status=Status.PENDING_DISPATCH.value,
+        request_id=uow.ctx.request_id, type=data.type, status=Status.PENDING_DISPATCH.value,
         priority=data.priority, description=data.description, created_by=uow.ctx.actor_id,
         **{k: snapshot[k] for k in ("customer_id", "customer_name", "contact_name", "contact_phone", "address",
                                     "latitude", "longitude", "equipment_id", "equipment_model",

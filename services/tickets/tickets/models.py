@@ -59,11 +59,15 @@ class Ticket(TenantScoped, Base):
     __tablename__ = "tickets"
     __table_args__ = (
         sa.UniqueConstraint("tenant_id", "number", name="uq_ticket_number"),
+        sa.UniqueConstraint("tenant_id", "request_id", name="uq_ticket_request"),
         sa.Index("ix_tickets_tenant_status", "tenant_id", "status"),
         sa.Index("ix_tickets_tenant_assignee", "tenant_id", "assignee_id"),
     )
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=new_id)
     number: Mapped[str] = mapped_column(sa.String(30))
+    # The RPC call that created it: a redelivered create (its first worker died after the commit,
+    # before acking) finds this order instead of making a second one.
+    request_id: Mapped[str | None] = mapped_column(sa.String(64))
     type: Mapped[str] = mapped_column(sa.String(40))
     status: Mapped[str] = mapped_column(sa.String(30))
     priority: Mapped[str] = mapped_column(sa.String(20), default="normal")

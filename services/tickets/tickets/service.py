@@ -31,8 +31,10 @@ class TicketsService(HealthRpc):
     def create_ticket(self, ticket):
         data = parse(TicketIn, ticket)
         with self.platform.uow() as uow:
-            snapshot = handlers.snapshot_from_replica(uow, data.customer_id, data.equipment_id, utcnow().date())
-            ticket = handlers.create_ticket(uow, data, snapshot) if snapshot is not None else None
+            ticket = handlers.created_by_this_request(uow)
+            if ticket is None:
+                snapshot = handlers.snapshot_from_replica(uow, data.customer_id, data.equipment_id, utcnow().date())
+                ticket = handlers.create_ticket(uow, data, snapshot) if snapshot is not None else None
         if ticket is None:
             # Not replicated yet (created a moment ago) or unknown: ask customers, outside our transaction.
             snapshot = self.customers.get_service_snapshot(
