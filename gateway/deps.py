@@ -1,12 +1,18 @@
 """Request-scoped helpers for routes: the caller's services, bound to their tenant."""
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from svc_common.rpc_client import RpcClient
 
 from .auth import Principal, current_principal
+
+
+# Pagination of every list route: bad values are a 422 naming the parameter; each service caps
+# `limit` at its own maximum (svc_common.validation.window).
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=500)]
 
 
 class Services:

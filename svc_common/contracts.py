@@ -78,6 +78,27 @@ class EquipmentRegisteredV1(Contract):
     warranty_end: dt.date | None = None
 
 
+class ServiceSnapshotV1(Contract):
+    """RPC contract of customers.get_service_snapshot (and of tickets' replica of it): what a work
+    order copies from the customer and equipment when it is created."""
+    customer_id: uuid.UUID
+    customer_name: str
+    contact_name: str | None = None
+    contact_phone: str | None = None
+    address: str | None = None
+    latitude: Decimal | None = None
+    longitude: Decimal | None = None
+    equipment_id: uuid.UUID | None = None
+    equipment_model: str | None = None
+    serial_number: str | None = None
+    under_warranty: bool | None = None
+
+    @staticmethod
+    def warranty_status(warranty_end: dt.date | None, today: dt.date) -> bool | None:
+        """Under warranty on `today`; None when the equipment has no warranty end."""
+        return None if warranty_end is None else warranty_end >= today
+
+
 # --- tickets ------------------------------------------------------------------------------
 
 class PartUsedV1(Contract):

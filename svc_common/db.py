@@ -13,9 +13,16 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import (
-    Mapped, ORMExecuteState, Session, declared_attr, mapped_column,
-    sessionmaker, with_loader_criteria,
+    Mapped,
+    ORMExecuteState,
+    Session,
+    declared_attr,
+    mapped_column,
+    sessionmaker,
+    with_loader_criteria,
 )
+
+from .settings import get_settings
 
 
 def utcnow() -> dt.datetime:
@@ -189,7 +196,7 @@ def make_engine(url: str) -> sa.Engine:
     # Every worker may hold two connections at once (its own and the document counter's), plus the
     # relay: size the pool from the worker count so it neither churns nor starves. Across all
     # instances, (DB_POOL_SIZE + MAX_WORKERS) each must stay under PostgreSQL's max_connections.
-    workers = int(os.environ.get("MAX_WORKERS", "16"))
+    workers = get_settings().max_workers
     pool = int(os.environ.get("DB_POOL_SIZE", str(workers + 4)))
     # No pre-ping (a query per checkout); a dropped connection invalidates the pool on first use instead.
     return sa.create_engine(url, pool_size=pool, max_overflow=workers, pool_recycle=1800,

@@ -18,3 +18,12 @@ def stack(tmp_path_factory):
 def api(stack):
     with Api(stack.gateway_url) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def amqp_uri():
+    """A fresh RabbitMQ vhost of the machine's broker, removed afterwards."""
+    servers.require_rabbitmq()
+    vhost, uri = servers.isolated_vhost()
+    yield uri
+    servers.delete_vhost(vhost)

@@ -4,7 +4,7 @@ import uuid
 from customers.schemas import CustomerIn, CustomerOut, EquipmentIn, EquipmentOut
 from fastapi import APIRouter, Depends
 
-from ..deps import Services, services
+from ..deps import Limit, Offset, Services, services
 from ..problems import ERRORS, ItemList, Page, ok
 
 router = APIRouter(responses=ERRORS, tags=["customers"])
@@ -16,8 +16,8 @@ async def create_customer(body: CustomerIn, svc: Services = Depends(services)):
 
 
 @router.get("/customers", responses=ok(Page[CustomerOut]))
-async def list_customers(q: str | None = None, offset: int = 0, limit: int = 50, svc: Services = Depends(services)):
-    return await svc.reply("customers", "list_customers", q=q, offset=max(offset, 0), limit=max(min(limit, 200), 1))
+async def list_customers(q: str | None = None, offset: Offset = 0, limit: Limit = 50, svc: Services = Depends(services)):
+    return await svc.reply("customers", "list_customers", q=q, offset=offset, limit=limit)
 
 
 @router.get("/customers/{customer_id}", responses=ok(CustomerOut))

@@ -17,7 +17,7 @@ from inventory.schemas import (
     WarehouseIn,
 )
 
-from ..deps import Services, services
+from ..deps import Limit, Offset, Services, services
 from ..problems import ERRORS, ItemList, Page, ok
 
 router = APIRouter(responses=ERRORS, tags=["spare parts"])
@@ -62,10 +62,10 @@ async def request_requisition(body: RequisitionIn, svc: Services = Depends(servi
 
 
 @router.get("/requisitions", responses=ok(Page[RequisitionOut]))
-async def list_requisitions(status: str | None = None, technician_id: uuid.UUID | None = None, offset: int = 0,
-                            limit: int = 50, svc: Services = Depends(services)):
+async def list_requisitions(status: str | None = None, technician_id: uuid.UUID | None = None, offset: Offset = 0,
+                            limit: Limit = 50, svc: Services = Depends(services)):
     return await svc.reply("inventory", "list_requisitions", status=status, technician_id=technician_id,
-                           offset=max(offset, 0), limit=max(min(limit, 200), 1))
+                           offset=offset, limit=limit)
 
 
 @router.get("/requisitions/{requisition_id}", responses=ok(RequisitionOut))
@@ -93,10 +93,10 @@ async def personal_stock(technician_id: str, svc: Services = Depends(services)):
 
 @router.get("/stock-moves", summary="The stock ledger, filtered by document, part or location", responses=ok(Page[MoveOut]))
 async def list_moves(ref_id: uuid.UUID | None = None, part_id: uuid.UUID | None = None,
-                     location_id: uuid.UUID | None = None, offset: int = 0, limit: int = 100,
+                     location_id: uuid.UUID | None = None, offset: Offset = 0, limit: Limit = 100,
                      svc: Services = Depends(services)):
     return await svc.reply("inventory", "list_moves", ref_id=ref_id, part_id=part_id, location_id=location_id,
-                           offset=max(offset, 0), limit=max(min(limit, 500), 1))
+                           offset=offset, limit=limit)
 
 
 @router.get("/consumption-shortfalls", responses=ok(ItemList[ShortfallOut]))

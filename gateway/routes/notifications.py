@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends
 from notify.schemas import DeliveryOut, InboxMessageOut
 from pydantic import BaseModel
 
-from ..deps import Services, services
+from ..deps import Limit, Offset, Services, services
 from ..problems import ERRORS, Page, ok
 
 
@@ -21,9 +21,9 @@ router = APIRouter(responses=ERRORS, tags=["notifications"])
 
 
 @router.get("/notifications", responses=ok(Inbox))
-async def list_inbox(unread_only: bool = False, offset: int = 0, limit: int = 50, svc: Services = Depends(services)):
-    return await svc.reply("notify", "list_inbox", unread_only=unread_only, offset=max(offset, 0),
-                           limit=max(min(limit, 200), 1))
+async def list_inbox(unread_only: bool = False, offset: Offset = 0, limit: Limit = 50, svc: Services = Depends(services)):
+    return await svc.reply("notify", "list_inbox", unread_only=unread_only, offset=offset,
+                           limit=limit)
 
 
 @router.post("/notifications/{message_id}/read", responses=ok(InboxMessageOut))
@@ -37,7 +37,7 @@ async def mark_all_read(svc: Services = Depends(services)):
 
 
 @router.get("/notification-deliveries", responses=ok(Page[DeliveryOut]))
-async def list_deliveries(channel: str | None = None, offset: int = 0, limit: int = 50,
+async def list_deliveries(channel: str | None = None, offset: Offset = 0, limit: Limit = 50,
                           svc: Services = Depends(services)):
-    return await svc.reply("notify", "list_deliveries", channel=channel, offset=max(offset, 0),
-                           limit=max(min(limit, 200), 1))
+    return await svc.reply("notify", "list_deliveries", channel=channel, offset=offset,
+                           limit=limit)

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 from tickets.schemas import AssignIn, CheckInIn, ReceiptIn, TicketIn, TicketOut, TimelineOut
 
-from ..deps import Services, services
+from ..deps import Limit, Offset, Services, services
 from ..problems import ERRORS, Page, ok
 
 
@@ -23,10 +23,10 @@ async def create_work_order(body: TicketIn, svc: Services = Depends(services)):
 
 @router.get("/work-orders", responses=ok(Page[TicketOut]))
 async def list_work_orders(status: str | None = None, assignee_id: uuid.UUID | None = None,
-                           customer_id: uuid.UUID | None = None, offset: int = 0, limit: int = 50,
+                           customer_id: uuid.UUID | None = None, offset: Offset = 0, limit: Limit = 50,
                            svc: Services = Depends(services)):
     return await svc.reply("tickets", "list_tickets", status=status, assignee_id=assignee_id, customer_id=customer_id,
-                           offset=max(offset, 0), limit=max(min(limit, 200), 1))
+                           offset=offset, limit=limit)
 
 
 @router.get("/work-orders/{ticket_id}", responses=ok(TicketOut))

@@ -11,20 +11,11 @@ import kombu
 import pytest
 
 from svc_common import tail
-from tests import servers
 from tests.api import eventually
 from tests.events import envelope, publish
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def amqp_uri():
-    servers.require_rabbitmq()
-    vhost, uri = servers.isolated_vhost()
-    yield uri
-    servers.delete_vhost(vhost)
 
 
 def test_tail_follows_matching_events_of_one_tenant(amqp_uri):

@@ -24,14 +24,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def amqp_uri():
-    servers.require_rabbitmq()
-    vhost, uri = servers.isolated_vhost()
-    yield uri
-    servers.delete_vhost(vhost)
-
-
-@pytest.fixture(scope="module")
 def pg_db():
     servers.require_postgres()
     dbs = servers.create_databases(["outbox"])

@@ -4,7 +4,7 @@ import uuid
 
 import sqlalchemy as sa
 
-from svc_common.contracts import AddressV1, ContactV1, CustomerCreatedV1, EquipmentRegisteredV1
+from svc_common.contracts import AddressV1, ContactV1, CustomerCreatedV1, EquipmentRegisteredV1, ServiceSnapshotV1
 from svc_common.errors import Conflict
 from svc_common.uow import UnitOfWork
 
@@ -88,5 +88,5 @@ def service_snapshot(uow: UnitOfWork, customer_id: uuid.UUID, equipment_id: uuid
         "equipment_id": equipment.id if equipment else None,
         "equipment_model": equipment.model if equipment else None,
         "serial_number": equipment.serial_number if equipment else None,
-        "under_warranty": (equipment.warranty_end >= today) if equipment and equipment.warranty_end else None,
+        "under_warranty": ServiceSnapshotV1.warranty_status(equipment.warranty_end, today) if equipment else None,
     }

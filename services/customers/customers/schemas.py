@@ -65,18 +65,3 @@ class EquipmentOut(OutSchema):
     install_date: dt.date | None
     warranty_end: dt.date | None
     created_at: dt.datetime
-
-
-class ServiceSnapshot(OutSchema):
-    """What a work order copies from the customer when it is created."""
-    customer_id: uuid.UUID
-    customer_name: str
-    contact_name: str | None
-    contact_phone: str | None
-    address: str | None
-    latitude: Decimal | None
-    longitude: Decimal | None
-    equipment_id: uuid.UUID | None
-    equipment_model: str | None
-    serial_number: str | None
-    under_warranty: bool | None

@@ -1,6 +1,7 @@
 """nameko entrypoints of the customers service: validate → handler → DTO."""
 from nameko.rpc import rpc
 
+from svc_common.contracts import ServiceSnapshotV1
 from svc_common.db import utcnow
 from svc_common.errors import EXPECTED_ERRORS
 from svc_common.nameko_deps import HealthRpc, Platform
@@ -8,7 +9,7 @@ from svc_common.validation import dump, page, parse, parse_id, window
 
 from . import handlers
 from .models import PLATFORM
-from .schemas import CustomerIn, CustomerOut, EquipmentIn, EquipmentOut, ServiceSnapshot
+from .schemas import CustomerIn, CustomerOut, EquipmentIn, EquipmentOut
 
 class CustomersService(HealthRpc):
     name = "customers"
@@ -55,4 +56,4 @@ class CustomersService(HealthRpc):
             snapshot = handlers.service_snapshot(
                 uow, parse_id(customer_id, "customer_id"),
                 parse_id(equipment_id, "equipment_id") if equipment_id else None, utcnow().date())
-            return dump(ServiceSnapshot, snapshot)
+            return ServiceSnapshotV1.model_validate(snapshot).model_dump(mode="json")

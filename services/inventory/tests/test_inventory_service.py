@@ -8,18 +8,15 @@ from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
-from nameko.testing.services import worker_factory
 
 from inventory.service import InventoryService
 from inventory_testkit import ticket_completed
 from svc_common.errors import Conflict, ValidationFailed
-from svc_common.nameko_deps import WorkerPlatform
-from svc_common.testing import context
+from svc_common.testing import context, service_worker
 
 
 def service(db, ctx, method: str = "rpc") -> InventoryService:
-    worker_ctx = SimpleNamespace(data=ctx.to_context_data(), entrypoint=SimpleNamespace(method_name=method))
-    return worker_factory(InventoryService, platform=WorkerPlatform(db, worker_ctx, "inventory"))
+    return service_worker(InventoryService, db, ctx, method)
 
 
 @pytest.fixture

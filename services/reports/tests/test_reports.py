@@ -4,16 +4,13 @@ Events go through the nameko service (worker_factory) with a real platform, so t
 idempotency claim is the one event_uow makes with UnitOfWork.consume.
 """
 import uuid
-from types import SimpleNamespace
 
 import pytest
-from nameko.testing.services import worker_factory
 
 from reports.models import PLATFORM, Base, CompletedWorkOrder, EventArchive
 from reports.service import ReportsService
 from svc_common.errors import ValidationFailed
-from svc_common.nameko_deps import WorkerPlatform
-from svc_common.testing import context, sqlite_database, uow
+from svc_common.testing import context, service_worker, sqlite_database, uow
 
 TECH_A, TECH_B = uuid.uuid4(), uuid.uuid4()
 
@@ -24,9 +21,8 @@ def db(tmp_path):
 
 
 def service(db, ctx=None, method="on_ticket_completed"):
-    worker_ctx = SimpleNamespace(data=ctx.to_context_data() if ctx else {},
-                                 entrypoint=SimpleNamespace(method_name=method))
-    return worker_factory(ReportsService, platform=WorkerPlatform(db, worker_ctx, "reports"))
+    # Event handlers take their tenant from the envelope: any context will do for them.
+    return service_worker(ReportsService, db, ctx or context(), method)
 
 
 def envelope(tenant_id, event_type, occurred_at, data):

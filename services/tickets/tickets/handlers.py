@@ -6,7 +6,7 @@ import sqlalchemy as sa
 import datetime as dt
 
 from svc_common.contracts import (
-    CustomerCreatedV1, EquipmentRegisteredV1, TicketAcceptedV1, TicketAssignedV1, TicketCheckedInV1,
+    CustomerCreatedV1, EquipmentRegisteredV1, ServiceSnapshotV1, TicketAcceptedV1, TicketAssignedV1, TicketCheckedInV1,
     TicketCompletedV1, TicketCreatedV1, UserV1,
 )
 from svc_common.db import utcnow
@@ -46,14 +46,9 @@ def create_ticket(uow: UnitOfWork, data: TicketIn, snapshot: dict) -> Ticket:
     ticket = Ticket(
         request_id=uow.ctx.request_id, type=data.type, status=Status.PENDING_DISPATCH.value,
         priority=data.priority, description=data.description, created_by=uow.ctx.actor_id,
-        **{k: snapshot[k] for k in ("customer_id", "customer_name", "contact_name", "contact_phone", "address",
-                                    "latitude", "longitude", "equipment_id", "equipment_model",
-                                    "serial_number", "under_warranty")},
+        **ServiceSnapshotV1.model_validate(snapshot).model_dump(),
     )
     ticket.parts_used = []  # a new order has none; saves a lazy load when it is returned
-    ticket.customer_id = uuid.UUID(str(ticket.customer_id))
-    if ticket.equipment_id is not None:
-        ticket.equipment_id = uuid.UUID(str(ticket.equipment_id))
     _record(uow, ticket, Action.CREATE, None)
     ticket.number = uow.next_number("work_order", "WO")
     uow.session.add(ticket)
@@ -174,7 +169,7 @@ def snapshot_from_replica(uow: UnitOfWork, customer_id: uuid.UUID, equipment_id:
         "equipment_id": equipment.equipment_id if equipment else None,
         "equipment_model": equipment.model if equipment else None,
         "serial_number": equipment.serial_number if equipment else None,
-        "under_warranty": (equipment.warranty_end >= today) if equipment and equipment.warranty_end else None,
+        "under_warranty": ServiceSnapshotV1.warranty_status(equipment.warranty_end, today) if equipment else None,
     }
 
 
