@@ -21,7 +21,7 @@ from svc_common.settings import get_settings
 from . import problems
 from .idempotency import IdempotencyMiddleware
 from .models import PLATFORM
-from .routes import accounts, customers, inventory, notifications, reports, work_orders
+from .routes import all_routers
 from .settings import get_gateway_settings
 
 log = logging.getLogger("gateway")
@@ -98,8 +98,8 @@ def create_app() -> FastAPI:
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(ObservabilityMiddleware)  # outermost: sees every request
 
-    for module in (accounts, customers, inventory, work_orders, notifications, reports):
-        app.include_router(module.router, prefix="/api/v1")
+    for router in all_routers():
+        app.include_router(router, prefix="/api/v1")
 
     @app.get("/healthz", tags=["ops"], summary="The process is up")
     async def healthz():

@@ -6,15 +6,16 @@ Each producing service has its own module here (accounts = the gateway); this pa
 merges their registries. `python -m svc_common.catalog` turns the registry into the
 published event catalog.
 """
-from svc_common.contracts import accounts, customers, inventory, notify, tickets
+from svc_common.contracts import accounts, customers, inventory, notify, service_desk, tickets
 from svc_common.contracts.accounts import *  # noqa: F401,F403
 from svc_common.contracts.base import Actor, Contract, EventEnvelope  # noqa: F401
 from svc_common.contracts.customers import *  # noqa: F401,F403
 from svc_common.contracts.inventory import *  # noqa: F401,F403
 from svc_common.contracts.notify import *  # noqa: F401,F403
+from svc_common.contracts.service_desk import *  # noqa: F401,F403
 from svc_common.contracts.tickets import *  # noqa: F401,F403
 
-_MODULES = (accounts, customers, tickets, inventory, notify)
+_MODULES = (accounts, customers, tickets, service_desk, inventory, notify)
 
 # type → (producing service, {version: contract})
 EVENTS: dict[str, tuple[str, dict[int, type[Contract]]]] = {}
