@@ -19,6 +19,7 @@ from svc_common.rpc_client import RpcClient
 from svc_common.settings import get_settings
 
 from . import problems
+from .auth import AccountCheck
 from .idempotency import IdempotencyMiddleware
 from .models import PLATFORM
 from .routes import all_routers
@@ -34,6 +35,7 @@ async def lifespan(app: FastAPI):
     settings = get_settings()
     get_gateway_settings()  # fail fast on a missing JWT_SECRET
     app.state.db = Database(settings.database_url, PLATFORM)
+    app.state.account_check = AccountCheck(get_gateway_settings().account_recheck_seconds)
     app.state.rpc = RpcClient(settings.amqp_uri, timeout=settings.rpc_timeout_seconds)
     async for attempt in AsyncRetrying(stop=stop_after_delay(60), wait=wait_fixed(1), reraise=True,
                                        retry=retry_if_exception_type(OSError)):

@@ -1,9 +1,12 @@
 """Passwords (argon2id), bearer tokens (JWT, HS256, expiring) and the caller (Principal)."""
 import datetime as dt
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 
 import jwt
+import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, HTTPException, Request
@@ -12,7 +15,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from svc_common.context import RequestContext, correlation_id_var
 from svc_common.db import utcnow
 
-from .settings import get_gateway_settings
+from .models import User
+from .settings import get_gateway_settings, key_id
 
 _hasher = PasswordHasher()
 _bearer = HTTPBearer(auto_error=False)
@@ -47,22 +51,54 @@ def issue_token(user, locale: str) -> tuple[str, dt.datetime]:
     expires = utcnow() + dt.timedelta(minutes=settings.token_ttl_minutes)
     claims = {"sub": str(user.id), "tid": str(user.tenant_id), "role": user.role, "usr": user.username,
               "loc": locale, "exp": expires, "iat": utcnow()}
-    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256"), expires
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256",
+                      headers={"kid": key_id(settings.jwt_secret)}), expires
 
 
 def decode_token(token: str) -> Principal | None:
     try:
-        claims = jwt.decode(token, get_gateway_settings().jwt_secret, algorithms=["HS256"],
-                            options={"require": ["exp", "sub", "tid"]})
+        secrets = get_gateway_settings().verification_secrets()
+        # Tokens from before key ids existed carry none: they can only be the current secret's.
+        kid = jwt.get_unverified_header(token).get("kid")
+        secret = secrets.get(kid) if kid else get_gateway_settings().jwt_secret
+        if secret is None:
+            return None
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "tid"]})
         return Principal(uuid.UUID(claims["sub"]), uuid.UUID(claims["tid"]), claims["role"], claims["usr"],
                          claims.get("loc", "zh-CN"))
     except (jwt.PyJWTError, KeyError, ValueError):
         return None
 
 
+class AccountCheck:
+    """Whether a token's user still exists, is active and has the token's role — so deactivating a
+    user or changing their role ends their old tokens within `recheck_seconds`, not at expiry.
+    Answers are cached per user to keep the database off the hot path."""
+
+    def __init__(self, recheck_seconds: float):
+        self.recheck_seconds = recheck_seconds
+        self._cache: dict[uuid.UUID, tuple[bool, float]] = {}
+        self._lock = threading.Lock()
+
+    def still_valid(self, db, principal: Principal) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(principal.user_id)
+        if cached and cached[1] > now:
+            return cached[0]
+        with db.session(principal.tenant_id) as session:
+            row = session.execute(sa.select(User.active, User.role).where(User.id == principal.user_id)).first()
+        valid = row is not None and row.active and row.role == principal.role
+        with self._lock:
+            self._cache[principal.user_id] = (valid, now + self.recheck_seconds)
+        return valid
+
+
 def current_principal(request: Request,
                       credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
     principal = decode_token(credentials.credentials) if credentials else None
+    if principal is not None and not request.app.state.account_check.still_valid(request.app.state.db, principal):
+        principal = None
     if principal is None:
         raise HTTPException(401, "missing, invalid or expired bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
