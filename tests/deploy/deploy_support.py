@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 BASE = K8S / "base"
 OPERATORS = K8S / "components" / "operators"
+BACKUPS = K8S / "components" / "backups"
 OVERLAYS = ("dev", "prod")
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
@@ -112,6 +113,7 @@ def _vendored(kind_group: str) -> jsonschema.protocols.Validator:
 VENDORED = {
     ("rabbitmq.com/v1beta1", "RabbitmqCluster"): "rabbitmqcluster.rabbitmq.com-v1beta1",
     ("postgresql.cnpg.io/v1", "Cluster"): "cluster.postgresql.cnpg.io-v1",
+    ("postgresql.cnpg.io/v1", "ScheduledBackup"): "scheduledbackup.postgresql.cnpg.io-v1",
 }
 
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from deploy_support import (
+    BACKUPS,
     COMPONENTS,
     CONNECTIONS_PER_REPLICA,
     K8S,
@@ -312,3 +313,39 @@ def test_dev_and_prod_release_different_jobs():
     dev = set(by_kind(render(K8S / "overlays" / "dev"), "Job"))
     prod = set(by_kind(render(K8S / "overlays" / "prod"), "Job"))
     assert dev and prod and not dev & prod
+
+
+# --- backups (prod) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("doc", raw_resources(BACKUPS), ids=lambda d: d["metadata"]["name"])
+def test_scheduled_backup_validates_against_its_crd_schema(doc):
+    assert crd_problems(doc) == []
+
+
+@pytest.mark.parametrize("breakage", [
+    lambda spec: spec.update(schedule="0 2 * * *"),          # five fields: CNPG wants seconds first
+    lambda spec: spec.update(method="pg_dump"),
+    lambda spec: spec.pop("cluster"),
+])
+def test_scheduled_backup_check_rejects_a_broken_one(breakage):
+    doc = copy.deepcopy(raw_resources(BACKUPS)[0])
+    breakage(doc["spec"])
+    assert crd_problems(doc)
+
+
+@needs_kubectl
+def test_prod_backs_up_every_postgres_cluster_and_dev_does_not():
+    prod = render(K8S / "overlays" / "prod")
+    clusters = by_kind(prod, "Cluster")
+    scheduled = {doc["spec"]["cluster"]["name"]: doc for doc in by_kind(prod, "ScheduledBackup").values()}
+    assert set(scheduled) == {pg_cluster(c) for c in COMPONENTS}
+    for c in COMPONENTS:
+        store = clusters[pg_cluster(c)]["spec"]["backup"]["barmanObjectStore"]
+        assert store["destinationPath"].startswith("s3://")
+        credentials = store["s3Credentials"]
+        assert {ref["name"] for ref in credentials.values()} == {"fsp-backup-s3"}
+        assert scheduled[pg_cluster(c)]["spec"]["method"] == "barmanObjectStore"
+    dev = render(K8S / "overlays" / "dev")
+    assert not by_kind(dev, "ScheduledBackup")
+    assert all("backup" not in cluster["spec"] for cluster in by_kind(dev, "Cluster").values())
