@@ -78,6 +78,10 @@ def free_port_block(size: int) -> int:
     raise RuntimeError("no free block of ports")
 
 
+# Tests and benchmarks log in often and call fast from one address; the limits have their own tests.
+UNLIMITED = {"RATE_LIMIT_LOGIN": "", "RATE_LIMIT_USER": "", "RATE_LIMIT_TENANT": "", "RATE_LIMIT_ANONYMOUS": ""}
+
+
 @contextmanager
 def running_stack(data_dir: Path, extra_env: dict | None = None, database: str = "postgresql",
                   instances: dict[str, int] | None = None):
@@ -95,7 +99,8 @@ def running_stack(data_dir: Path, extra_env: dict | None = None, database: str =
     stack = Stack(StackConfig(
         amqp_uri=amqp_uri, database_url=database_url, data_dir=data_dir, jwt_secret=secrets.token_urlsafe(48),
         gateway_port=base, metrics_base_port=base + 1,
-        extra_env={"EVENT_RETRY_DELAYS": "0.2,0.5,1", "OUTBOX_POLL_SECONDS": "0.2", **(extra_env or {})}))
+        extra_env={"EVENT_RETRY_DELAYS": "0.2,0.5,1", "OUTBOX_POLL_SECONDS": "0.2", **UNLIMITED,
+                   **(extra_env or {})}))
     try:
         stack.migrate()
         stack.start_all()

@@ -19,8 +19,9 @@ from svc_common.rpc_client import RpcClient
 from svc_common.settings import get_settings
 
 from . import problems
-from .auth import AccountCheck
+from .auth import AccountCheck, rate_limit_keys
 from .idempotency import IdempotencyMiddleware
+from .rate_limit import RateLimitMiddleware
 from .models import PLATFORM
 from .routes import all_routers
 from .settings import get_gateway_settings
@@ -98,6 +99,7 @@ def create_app() -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(RateLimitMiddleware, authenticate=rate_limit_keys)
     app.add_middleware(ObservabilityMiddleware)  # outermost: sees every request
 
     for router in all_routers():

@@ -94,6 +94,12 @@ class AccountCheck:
         return valid
 
 
+def rate_limit_keys(token: str) -> tuple[str, str] | None:
+    """What a valid token's requests are counted as: its user, and its company."""
+    principal = decode_token(token)
+    return None if principal is None else (f"user:{principal.user_id}", f"tenant:{principal.tenant_id}")
+
+
 def current_principal(request: Request,
                       credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
     principal = decode_token(credentials.credentials) if credentials else None

@@ -2,6 +2,8 @@
 import hashlib
 from functools import lru_cache
 
+import limits
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,12 +23,28 @@ class GatewaySettings(BaseSettings):
     # Public company sign-up (POST /api/v1/tenants); off in a private deployment.
     allow_signup: bool = Field(True, alias="ALLOW_SIGNUP")
     readiness_timeout_seconds: float = Field(2.0, alias="READINESS_TIMEOUT_SECONDS")
+    # Rate limits ("<count>/<second|minute|hour>", empty = off); gateway/rate_limit.py says who is counted.
+    rate_limit_storage_uri: str = Field("async+memory://", alias="RATE_LIMIT_STORAGE_URI")
+    rate_limit_login: str = Field("10/minute", alias="RATE_LIMIT_LOGIN")
+    rate_limit_user: str = Field("1200/minute", alias="RATE_LIMIT_USER")
+    rate_limit_tenant: str = Field("12000/minute", alias="RATE_LIMIT_TENANT")
+    rate_limit_anonymous: str = Field("300/minute", alias="RATE_LIMIT_ANONYMOUS")
 
     @field_validator("jwt_previous_secrets")
     @classmethod
     def _long_enough(cls, value: str) -> str:
         if any(len(secret) < 32 for secret in _split(value)):
             raise ValueError("every previous secret must be at least 32 characters")
+        return value
+
+    @field_validator("rate_limit_login", "rate_limit_user", "rate_limit_tenant", "rate_limit_anonymous")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        if value:
+            try:
+                limits.parse(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a rate like '10/minute'") from None
         return value
 
     def verification_secrets(self) -> dict[str, str]:
