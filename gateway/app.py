@@ -19,6 +19,7 @@ from svc_common.rpc_client import RpcClient
 from svc_common.settings import get_settings
 
 from . import problems
+from .api_keys import ApiKeyCache
 from .auth import AccountCheck, rate_limit_keys
 from .idempotency import IdempotencyMiddleware
 from .rate_limit import RateLimitMiddleware
@@ -37,6 +38,7 @@ async def lifespan(app: FastAPI):
     get_gateway_settings()  # fail fast on a missing JWT_SECRET
     app.state.db = Database(settings.database_url, PLATFORM)
     app.state.account_check = AccountCheck(get_gateway_settings().account_recheck_seconds)
+    app.state.api_keys = ApiKeyCache(get_gateway_settings().account_recheck_seconds)
     app.state.rpc = RpcClient(settings.amqp_uri, timeout=settings.rpc_timeout_seconds)
     async for attempt in AsyncRetrying(stop=stop_after_delay(60), wait=wait_fixed(1), reraise=True,
                                        retry=retry_if_exception_type(OSError)):
@@ -99,7 +101,7 @@ def create_app() -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(RateLimitMiddleware, authenticate=rate_limit_keys)
+    app.add_middleware(RateLimitMiddleware, authenticate=lambda token: rate_limit_keys(app.state, token))
     app.add_middleware(ObservabilityMiddleware)  # outermost: sees every request
 
     for router in all_routers():

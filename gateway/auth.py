@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from svc_common.context import RequestContext, correlation_id_var
 from svc_common.db import utcnow
 
+from . import api_keys
 from .models import User
 from .settings import get_gateway_settings, key_id
 
@@ -94,17 +95,27 @@ class AccountCheck:
         return valid
 
 
-def rate_limit_keys(token: str) -> tuple[str, str] | None:
-    """What a valid token's requests are counted as: its user, and its company."""
+def principal_from_token(state, token: str) -> Principal | None:
+    """The caller behind a bearer token — a user's JWT or an integration's API key — if it is
+    still valid (`state` is the app's: db, account_check, api_keys)."""
+    if api_keys.parse_token(token):
+        key = state.api_keys.lookup(state.db, token)
+        return None if key is None else Principal(key.id, key.tenant_id, key.role, f"api-key:{key.name}")
     principal = decode_token(token)
-    return None if principal is None else (f"user:{principal.user_id}", f"tenant:{principal.tenant_id}")
+    if principal is None or not state.account_check.still_valid(state.db, principal):
+        return None
+    return principal
+
+
+def rate_limit_keys(state, token: str) -> tuple[str, str] | None:
+    """What a valid token's requests are counted as: its user or key, and its company."""
+    principal = principal_from_token(state, token)
+    return None if principal is None else (f"caller:{principal.user_id}", f"tenant:{principal.tenant_id}")
 
 
 def current_principal(request: Request,
                       credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
-    principal = decode_token(credentials.credentials) if credentials else None
-    if principal is not None and not request.app.state.account_check.still_valid(request.app.state.db, principal):
-        principal = None
+    principal = principal_from_token(request.app.state, credentials.credentials) if credentials else None
     if principal is None:
         raise HTTPException(401, "missing, invalid or expired bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
