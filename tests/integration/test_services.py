@@ -149,7 +149,9 @@ async def test_inventory_consumes_completed_orders_and_raises_shortfalls(stack, 
     watcher = Watcher(stack.config.amqp_uri, "inventory", "consumption.shortfall")
     tenant, tech = str(uuid.uuid4()), str(uuid.uuid4())
     admin, keeper = ctx(tenant), ctx(tenant, "warehouse_manager")
-    warehouse = await rpc.call("inventory", "create_warehouse", context=admin, warehouse={"name": "总仓"})
+    # approvals are for the warehouse's own managers (issue 4)
+    warehouse = await rpc.call("inventory", "create_warehouse", context=admin,
+                               warehouse={"name": "总仓", "manager_ids": [keeper["actor_id"]]})
     part = await rpc.call("inventory", "create_part", context=admin, part={"code": "P1", "name": "电容"})
     await rpc.call("inventory", "receive_stock", context=admin, warehouse_id=warehouse["id"],
                    lines=[{"part_id": part["id"], "quantity": "5"}])

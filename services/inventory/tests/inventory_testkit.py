@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from inventory import handlers
+from inventory import catalog, handlers
 from inventory.models import Balance, Base, StockMove
 from inventory.schemas import PartIn, ReceiveIn, WarehouseIn
 from svc_common.context import RequestContext
@@ -36,8 +36,8 @@ def seed(db: Database, tenant_id: uuid.UUID | None = None) -> World:
     with uow(db, admin) as u:
         warehouse = handlers.create_warehouse(u, parse(WarehouseIn, {
             "name": "上海总仓", "manager_ids": [str(manager.actor_id)]}))
-        compressor = handlers.create_part(u, parse(PartIn, {"code": "CMP-01", "name": "压缩机", "min_stock": "3"}))
-        filt = handlers.create_part(u, parse(PartIn, {"code": "FLT-01", "name": "过滤网", "unit": "片"}))
+        compressor = catalog.create_part(u, parse(PartIn, {"code": "CMP-01", "name": "压缩机", "min_stock": "3"}))
+        filt = catalog.create_part(u, parse(PartIn, {"code": "FLT-01", "name": "过滤网", "unit": "片"}))
         handlers.receive_stock(u, warehouse.id, parse(ReceiveIn, {"lines": [
             {"part_id": str(compressor.id), "quantity": "10"}, {"part_id": str(filt.id), "quantity": "5"}]}))
     return World(admin=admin, manager=manager, tech=tech, tech2=tech2, warehouse_id=warehouse.id,

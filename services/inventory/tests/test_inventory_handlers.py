@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from inventory import handlers
+from inventory import catalog, handlers
 from inventory.models import StockMove
 from inventory.schemas import ApprovalIn, PartIn, ReceiveIn, RejectIn, RequisitionIn
 from inventory_testkit import assert_ledger_matches_balances, events, seed, snapshot, ticket_completed
@@ -93,11 +93,11 @@ def test_receive_into_unknown_warehouse_or_part_names_the_field(db, world):
 def test_duplicate_part_code_is_conflict_on_code(db, world):
     before = snapshot(db)
     with pytest.raises(Conflict) as err, uow(db, world.admin) as u:
-        handlers.create_part(u, parse(PartIn, {"code": "CMP-01", "name": "另一个"}))
+        catalog.create_part(u, parse(PartIn, {"code": "CMP-01", "name": "另一个"}))
     assert err.value.errors == [{"field": "code", "message": "already exists"}]
     assert snapshot(db) == before
     with uow(db, context()) as u:  # codes are unique per tenant only
-        assert handlers.create_part(u, parse(PartIn, {"code": "CMP-01", "name": "压缩机"})).unit == "个"
+        assert catalog.create_part(u, parse(PartIn, {"code": "CMP-01", "name": "压缩机"})).unit == "个"
 
 
 def test_ledger_is_append_only(db, world):
@@ -253,14 +253,16 @@ def test_stock_low_is_emitted_when_a_warehouse_crosses_its_minimum(db, world):
     issue(db, world, world.tech, (world.compressor_id, "1"))  # 3 → 2: below
     [low] = events(db, "stock.low")
     assert low["data"] == {"part_id": str(world.compressor_id), "location_id": str(world.warehouse_id),
-                           "quantity": "2.000", "minimum": "3.000"}
+                           "quantity": "2.000", "minimum": "3.000", "part_code": "CMP-01", "part_name": "压缩机",
+                           "warehouse_id": str(world.warehouse_id), "warehouse_name": "上海总仓",
+                           "manager_ids": [str(world.manager.actor_id)]}
     issue(db, world, world.tech, (world.compressor_id, "1"))  # still below: no repeated alert
     assert len(events(db, "stock.low")) == 1
 
 
 def test_fractional_quantities_stay_exact(db, world):
     with uow(db, world.admin) as u:
-        cable = handlers.create_part(u, parse(PartIn, {"code": "CBL", "name": "铜管", "unit": "米"}))
+        cable = catalog.create_part(u, parse(PartIn, {"code": "CBL", "name": "铜管", "unit": "米"}))
         handlers.receive_stock(u, world.warehouse_id, parse(ReceiveIn, {"lines": [
             {"part_id": str(cable.id), "quantity": "0.1"}, {"part_id": str(cable.id), "quantity": "0.2"}]}))
     issue(db, world, world.tech, (cable.id, "0.3"))
@@ -337,7 +339,7 @@ def test_other_tenant_sees_nothing(db, world):
                          "lines": [{"part_id": str(other.compressor_id), "quantity": "1"}]}))):
             with pytest.raises(NotFound):
                 call()
-        assert [p.id for p in handlers.list_parts(u)] == [other.compressor_id, other.filter_id]
+        assert [p.id for p in catalog.list_parts(u)[0]] == [other.compressor_id, other.filter_id]
         assert [w.id for w in handlers.list_warehouses(u)] == [other.warehouse_id]
         assert handlers.list_requisitions(u, None, None, 0, 50) == ([], 0)
         assert handlers.list_moves(u, requisition.id, None, None, 0, 50) == ([], 0)

@@ -65,7 +65,7 @@ def test_requisition_flow_over_rpc(db, people):
 
 def test_reject_over_rpc(db, people):
     admin = service(db, people.admin)
-    warehouse = admin.create_warehouse({"name": "仓"})
+    warehouse = admin.create_warehouse({"name": "仓", "manager_ids": [str(people.manager.actor_id)]})
     part = admin.create_part({"code": "P", "name": "件"})
     admin.receive_stock(warehouse["id"], [{"part_id": part["id"], "quantity": "1"}])
     requisition = admin.request_requisition({"warehouse_id": warehouse["id"], "lines": [{"part_id": part["id"],
@@ -97,7 +97,7 @@ def test_bad_arguments_are_422_naming_the_field(db, people, call, field):
 
 def test_ticket_completed_entrypoint_consumes_once(db, people):
     admin = service(db, people.admin)
-    warehouse = admin.create_warehouse({"name": "仓"})
+    warehouse = admin.create_warehouse({"name": "仓", "manager_ids": [str(people.manager.actor_id)]})
     part = admin.create_part({"code": "P", "name": "件"})
     admin.receive_stock(warehouse["id"], [{"part_id": part["id"], "quantity": "5"}])
     requisition = service(db, people.tech).request_requisition(
