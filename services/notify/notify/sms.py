@@ -1,13 +1,10 @@
-"""SMS providers: the interface handlers use, a development provider, and the nameko dependency."""
+"""The development SMS sink: one JSON line per message in a file (used by providers.FileSms)."""
 import json
 import threading
 import uuid
 from pathlib import Path
 
-from nameko.extensions import DependencyProvider
-
 from svc_common.db import utcnow
-from svc_common.settings import get_settings
 
 
 class SmsProvider:
@@ -34,13 +31,3 @@ class FileSmsProvider(SmsProvider):
         with self._lock, self.path.open("a", encoding="utf-8") as f:
             f.write(line + "\n")
         return message_id
-
-
-class Sms(DependencyProvider):
-    """`sms = Sms()` on the service: the configured provider (only the file one so far)."""
-
-    def setup(self):
-        self.provider = FileSmsProvider(get_settings().sms_log_path)
-
-    def get_dependency(self, worker_ctx) -> SmsProvider:
-        return self.provider
