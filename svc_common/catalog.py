@@ -1,11 +1,14 @@
 """The event catalog for analytics consumers, generated from the contracts (AsyncAPI 2.6).
 
     python -m svc_common.catalog > docs/asyncapi.yaml
+    python -m svc_common.catalog --check docs/asyncapi.yaml   # CI: exit 1 if the file is stale
 
 Each event type is a channel `<producer>.events/<type>`: a durable topic exchange and the
 routing key to bind. A test keeps docs/asyncapi.yaml in step with svc_common/contracts.py.
 """
+import inspect
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -25,12 +28,13 @@ def build() -> dict:
     for event_type, (producer, versions) in sorted(EVENTS.items()):
         for version, contract in sorted(versions.items()):
             payload = contract.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, definition in payload.pop("$defs", {}).items():
-                schemas[name] = definition
-            schemas[contract.__name__] = payload
+            for name, definition in [*payload.pop("$defs", {}).items(), (contract.__name__, payload)]:
+                if schemas.setdefault(name, definition) != definition:  # one name, two different schemas
+                    raise RuntimeError(f"two contracts named {name} differ; rename one")
             name = f"{event_type}.v{version}"
             messages[name] = {
                 "name": event_type, "title": f"{event_type} v{version}", "contentType": "application/json",
+                **({"summary": doc} if (doc := _summary(contract)) else {}),
                 "headers": {"type": "object", "properties": {
                     "nameko.correlation_id": {"type": "string"}, "nameko.tenant_id": {"type": "string"}}},
                 "payload": {"allOf": [
@@ -55,9 +59,26 @@ def build() -> dict:
     }
 
 
+def _summary(contract) -> str | None:
+    """The first paragraph of the contract's own docstring (not an inherited one)."""
+    doc = contract.__dict__.get("__doc__")
+    return " ".join(inspect.cleandoc(doc).split("\n\n")[0].split()) if doc else None
+
+
 def render() -> str:
     return yaml.safe_dump(build(), sort_keys=False, allow_unicode=True, width=110)
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--check"]:
+        path = Path(argv[1] if len(argv) > 1 else "docs/asyncapi.yaml")
+        if path.read_text() != render():
+            sys.stderr.write(f"{path} is stale: python -m svc_common.catalog > {path}\n")
+            return 1
+        return 0
     sys.stdout.write(render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,386 @@
+"""Events → read models of the reports.
+
+Payloads are read by the field names agreed between the services (see COMMON contracts in
+svc_common/contracts), tolerating missing optional fields, so a producer adding a field never
+breaks the reports and an older event still counts.
+
+Every projection gives the same rows whatever order the events of one work order arrive in
+(first acceptance is the earliest one, the latest completion/settlement/visit wins, the status
+is that of the latest event), so a late redelivery or a replay lands on the same figures.
+"""
+import datetime as dt
+import uuid
+from functools import lru_cache
+from decimal import Decimal, InvalidOperation
+
+import sqlalchemy as sa
+
+from svc_common.contracts import EventEnvelope
+from svc_common.db import insert_if_absent, new_id
+from svc_common.uow import UnitOfWork
+
+from . import domain
+from .models import (
+    CompletedWorkOrder,
+    CreatedWorkOrder,
+    CustomerFact,
+    PartConsumption,
+    PersonFact,
+    ServiceItemUsage,
+    ServiceRequestFact,
+    SettlementLine,
+    TeamFact,
+    WorkOrderFact,
+)
+
+
+# -- reading payloads -----------------------------------------------------------------------
+
+_parse_uuid = lru_cache(maxsize=65536)(uuid.UUID)  # the events of one order repeat its ids
+
+
+def as_uuid(value) -> uuid.UUID | None:
+    if value in (None, ""):
+        return None
+    try:
+        return value if isinstance(value, uuid.UUID) else _parse_uuid(str(value))
+    except ValueError:
+        return None
+
+
+def as_time(value) -> dt.datetime | None:
+    if not value:
+        return None
+    stamp = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.timezone.utc)
+
+
+def as_decimal(value) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _uuids(values) -> list[str]:
+    return [str(v) for v in (as_uuid(v) for v in values or []) if v]
+
+
+# -- rows of the read models -------------------------------------------------------------------
+#
+# Events of one work order are consumed concurrently (one queue per event type), so the row an
+# event folds into is locked (SELECT ... FOR UPDATE; created first if absent, ON CONFLICT DO
+# NOTHING) before it is read: two events never decide from the same stale row. A batch
+# (`prefetch`) locks all its rows in one query instead. Rows are cached per session: a batch
+# touches the same order many times.
+
+def _cache(uow: UnitOfWork) -> dict:
+    return uow.session.info.setdefault("report_rows", {})
+
+
+def _one(uow: UnitOfWork, model, key: str, value: uuid.UUID, **defaults):
+    cache = _cache(uow)
+    row = cache.get((model, value))
+    if row is not None:
+        return row
+    if (model, "prefetched") in cache:  # the batch loaded every existing row: a miss is a new one
+        row = model(**{key: value}, tenant_id=uow.ctx.tenant_id, **defaults)
+        uow.session.add(row)
+    else:
+        locked = sa.select(model).where(getattr(model, key) == value).with_for_update()
+        row = uow.session.scalar(locked)
+        if row is None:
+            insert_if_absent(uow.session, model.__table__,
+                             {"id": new_id(), "tenant_id": uow.ctx.tenant_id, key: value, **defaults})
+            row = uow.session.scalar(locked)
+    cache[(model, value)] = row
+    return row
+
+
+def prefetch(uow: UnitOfWork, events: list[EventEnvelope]) -> None:
+    """Load (and lock) every existing row a batch of events folds into, one query per model."""
+    cache = _cache(uow)
+    wanted: dict = {}
+    for event in events:
+        for model, key, field in ROWS_OF.get(event.type, ()):
+            value = as_uuid(event.data.get(field))
+            if value is not None:
+                wanted.setdefault((model, key), set()).add(value)
+    for (model, key), values in wanted.items():
+        column = getattr(model, key)
+        for chunk in _chunks(sorted(values), 5000):
+            for row in uow.session.scalars(sa.select(model).where(column.in_(chunk)).with_for_update()):
+                cache[(model, getattr(row, key))] = row
+        cache[(model, "prefetched")] = True
+
+
+def _chunks(values: list, size: int):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def forget_cached_rows(uow: UnitOfWork) -> None:
+    uow.session.info.pop("report_rows", None)
+
+
+def write_lines(uow: UnitOfWork) -> None:
+    """Replace the settlement lines and service-item usage of the orders this session settled or
+    completed anew: one DELETE and one multi-row INSERT per table, whatever the batch size."""
+    cache = _cache(uow)
+    for model in (SettlementLine, ServiceItemUsage):
+        replaced = cache.pop(("lines", model), None)
+        if not replaced:
+            continue
+        for chunk in _chunks(list(replaced), 5000):
+            uow.session.execute(sa.delete(model).where(model.ticket_id.in_(chunk)))
+        rows = [{"id": new_id(), "tenant_id": uow.ctx.tenant_id, **line} for lines in replaced.values()
+                for line in lines]
+        if rows:  # Core executemany: batched into multi-row INSERTs by the driver dialect
+            uow.session.connection().execute(model.__table__.insert(), rows)
+
+
+def _replace_lines(uow: UnitOfWork, model, ticket_id: uuid.UUID, lines: list[dict]) -> None:
+    _cache(uow).setdefault(("lines", model), {})[ticket_id] = lines
+
+
+# -- work orders ------------------------------------------------------------------------------
+
+ATTRIBUTES = ("number", "type", "priority", "customer_name")
+ID_ATTRIBUTES = ("team_id", "technician_id", "customer_id", "plan_id", "service_request_id")
+
+
+def _earliest(current, new):
+    return new if current is None or (new is not None and new < current) else current
+
+
+def project_ticket(uow: UnitOfWork, event: EventEnvelope) -> None:
+    data, at = event.data, event.occurred_at
+    ticket_id = as_uuid(data.get("ticket_id"))
+    if ticket_id is None:
+        return
+    row = _one(uow, WorkOrderFact, "ticket_id", ticket_id, reopen_count=0)
+    newer = row.attrs_at is None or at >= row.attrs_at
+    for name in ATTRIBUTES:
+        if data.get(name) is not None and (newer or getattr(row, name) is None):
+            setattr(row, name, str(data[name]))
+    for name in ID_ATTRIBUTES:
+        value = as_uuid(data.get(name))
+        if value is not None and (newer or getattr(row, name) is None):
+            setattr(row, name, value)
+    if "assistant_ids" in data and (newer or row.assistant_ids is None):
+        row.assistant_ids = _uuids(data["assistant_ids"])
+    if newer:
+        row.attrs_at = at
+    status = domain.STATUS_AFTER.get(event.type)
+    if status and (row.status_at is None or at >= row.status_at):
+        row.status, row.status_at = status, at
+
+    kind = event.type.removeprefix("ticket.")
+    if kind == "created":
+        row.created_at = as_time(data.get("created_at")) or at
+    elif kind == "assigned" or kind == "reassigned":
+        row.assigned_at = _earliest(row.assigned_at, at)
+    elif kind in ("accepted", "grabbed"):  # the order was responded to
+        row.accepted_at = _earliest(row.accepted_at, at)
+    elif kind == "checked_in":  # the technician arrived
+        row.checked_in_at = _earliest(row.checked_in_at, as_time(data.get("checked_in_at")) or at)
+    elif kind == "completed":
+        done = as_time(data.get("completed_at")) or at
+        if row.completed_at is None or done >= row.completed_at:  # a reopened order counts on its latest
+            row.completed_at = done
+            seconds = data.get("on_site_seconds")
+            row.on_site_seconds = int(seconds) if seconds is not None else None
+            _replace_service_items(uow, ticket_id, done, data.get("service_items") or [])
+    elif kind == "overdue":
+        row.overdue_at = _earliest(row.overdue_at, as_time(data.get("due_at")) or at)
+        deadlines = set(row.overdue_deadlines or [])
+        deadlines.add(str(data.get("deadline") or "complete"))
+        row.overdue_deadlines = sorted(deadlines)
+    elif kind == "closed":
+        row.closed_at = max(filter(None, (row.closed_at, as_time(data.get("closed_at")) or at)))
+    elif kind == "cancelled":
+        row.cancelled_at = max(filter(None, (row.cancelled_at, at)))
+    elif kind == "reopened":
+        row.reopen_count = (row.reopen_count or 0) + 1
+    elif kind == "settled":
+        settled = as_time(data.get("settled_at")) or at
+        if row.settled_at is None or settled >= row.settled_at:
+            row.settled_at = settled
+            row.fee_total = as_decimal(data.get("fee_total"))
+            row.cost_total = as_decimal(data.get("cost_total"))
+            profit = as_decimal(data.get("gross_profit"))
+            if profit is None and row.fee_total is not None:
+                profit = row.fee_total - (row.cost_total or Decimal(0))
+            row.gross_profit = profit
+            _replace_settlement_lines(uow, ticket_id, settled, data)
+    elif kind == "visited":
+        visited = as_time(data.get("visited_at")) or at
+        if row.visited_at is None or visited >= row.visited_at:
+            row.visited_at = visited
+            score = data.get("satisfaction")
+            row.satisfaction = int(score) if score is not None else None
+
+
+def _replace_service_items(uow: UnitOfWork, ticket_id, completed_at, items) -> None:
+    _replace_lines(uow, ServiceItemUsage, ticket_id, [
+        {"ticket_id": ticket_id, "service_item_id": item_id, "completed_at": completed_at,
+         "quantity": as_decimal(item.get("quantity")) or Decimal(1)}
+        for item in items if (item_id := as_uuid(item.get("service_item_id"))) is not None])
+
+
+def _replace_settlement_lines(uow: UnitOfWork, ticket_id, settled_at, data) -> None:
+    _replace_lines(uow, SettlementLine, ticket_id, [
+        {"ticket_id": ticket_id, "side": side, "kind": str(line.get("kind") or "other"),
+         "ref_id": as_uuid(line.get("ref_id")), "description": line.get("description"),
+         "quantity": as_decimal(line.get("quantity")), "unit_price": as_decimal(line.get("unit_price")),
+         "amount": as_decimal(line.get("amount")) or Decimal(0), "settled_at": settled_at}
+        for side, key in (("fee", "fee_lines"), ("cost", "cost_lines")) for line in data.get(key) or []])
+
+
+# The first read models (technician_daily, work_order_summary).
+
+def record_ticket_created(uow: UnitOfWork, event: EventEnvelope) -> CreatedWorkOrder | None:
+    data = event.data
+    ticket_id, customer_id = as_uuid(data.get("ticket_id")), as_uuid(data.get("customer_id"))
+    if ticket_id is None or customer_id is None:
+        return None
+    row = _one(uow, CreatedWorkOrder, "ticket_id", ticket_id, number="", type="", customer_id=customer_id,
+               created_at=event.occurred_at)
+    row.number, row.type, row.customer_id = data.get("number") or "", data.get("type") or "", customer_id
+    row.created_at = event.occurred_at  # the contract has no creation time: the event's is it
+    return row
+
+
+def record_ticket_completed(uow: UnitOfWork, event: EventEnvelope) -> CompletedWorkOrder | None:
+    data = event.data
+    ticket_id, technician_id = as_uuid(data.get("ticket_id")), as_uuid(data.get("technician_id"))
+    customer_id, completed_at = as_uuid(data.get("customer_id")), as_time(data.get("completed_at"))
+    if None in (ticket_id, technician_id, customer_id):
+        return None
+    completed_at = completed_at or event.occurred_at
+    row = _one(uow, CompletedWorkOrder, "ticket_id", ticket_id, number="", type="", technician_id=technician_id,
+               customer_id=customer_id, completed_at=completed_at)
+    if completed_at < row.completed_at:
+        return row  # a reopened order's earlier completion, delivered late, does not overwrite the latest
+    row.number, row.type = data.get("number") or "", data.get("type") or ""
+    row.technician_id, row.customer_id, row.completed_at = technician_id, customer_id, completed_at
+    return row
+
+
+# -- other services' facts ---------------------------------------------------------------------
+
+def project_stock_moved(uow: UnitOfWork, event: EventEnvelope) -> None:
+    data = event.data
+    move_id, part_id = as_uuid(data.get("move_id")), as_uuid(data.get("part_id"))
+    sign = domain.CONSUMPTION_SIGN.get(data.get("kind"))
+    if sign is None or move_id is None or part_id is None:
+        return
+    quantity = sign * abs(as_decimal(data.get("quantity")) or Decimal(0))
+    unit_cost = as_decimal(data.get("unit_cost"))
+    value = as_decimal(data.get("value"))
+    if value is None and unit_cost is not None:
+        value = unit_cost * abs(quantity)
+    row = _one(uow, PartConsumption, "move_id", move_id, part_id=part_id, quantity=quantity,
+               moved_at=as_time(data.get("moved_at")) or event.occurred_at)
+    row.quantity, row.unit_cost = quantity, unit_cost
+    row.value = sign * abs(value) if value is not None else None
+    ticket_id = as_uuid(data.get("ticket_id")) or (as_uuid(data.get("ref_id"))
+                                                  if data.get("ref_type") in ("ticket", "work_order") else None)
+    row.technician_id, row.customer_id = as_uuid(data.get("technician_id")), as_uuid(data.get("customer_id"))
+    row.warehouse_id, row.ticket_id = as_uuid(data.get("warehouse_id")), ticket_id
+
+
+def project_service_request(uow: UnitOfWork, event: EventEnvelope) -> None:
+    data = event.data
+    request_id = as_uuid(data.get("request_id"))
+    if request_id is None:
+        return
+    row = _one(uow, ServiceRequestFact, "request_id", request_id)
+    row.number = data.get("number") or row.number
+    row.channel = data.get("channel") or row.channel
+    kind = event.type.removeprefix("service_request.")
+    if kind == "created":
+        row.created_at = event.occurred_at
+        row.event_type = data.get("event_type")
+        row.customer_id = as_uuid(data.get("customer_id"))
+    elif kind == "converted":
+        row.converted_at, row.ticket_id = event.occurred_at, as_uuid(data.get("ticket_id"))
+    elif kind == "closed":
+        row.closed_at, row.outcome = event.occurred_at, data.get("outcome")
+
+
+def project_customer(uow: UnitOfWork, event: EventEnvelope) -> None:
+    customer_id = as_uuid(event.data.get("customer_id"))
+    if customer_id is None:
+        return
+    row = _one(uow, CustomerFact, "customer_id", customer_id)
+    if event.data.get("name") or event.data.get("customer_name"):
+        row.name = event.data.get("name") or event.data.get("customer_name")
+    if event.type == "customer.created":
+        row.created_at = event.occurred_at
+
+
+def project_user(uow: UnitOfWork, event: EventEnvelope) -> None:
+    user_id = as_uuid(event.data.get("user_id"))
+    if user_id is None:
+        return
+    row = _one(uow, PersonFact, "user_id", user_id)
+    row.name, row.role = event.data.get("name") or row.name, event.data.get("role") or row.role
+    if "team_ids" in event.data:
+        row.team_ids = _uuids(event.data["team_ids"])
+    row.active = event.type != "user.deactivated" and bool(event.data.get("active", True))
+
+
+def project_team(uow: UnitOfWork, event: EventEnvelope) -> None:
+    team_id = as_uuid(event.data.get("team_id"))
+    if team_id is None:
+        return
+    row = _one(uow, TeamFact, "team_id", team_id)
+    row.name, row.kind = event.data.get("name") or row.name, event.data.get("kind") or row.kind
+    row.parent_id = as_uuid(event.data.get("parent_id"))
+    row.member_ids = _uuids(event.data.get("member_ids"))
+
+
+def _first_read_models(uow: UnitOfWork, event: EventEnvelope) -> None:
+    if event.type == "ticket.created":
+        record_ticket_created(uow, event)
+    elif event.type == "ticket.completed":
+        record_ticket_completed(uow, event)
+
+
+TICKET_EVENTS = tuple(sorted(set(domain.STATUS_AFTER) | {"ticket.overdue", "ticket.visited",
+                                                          "ticket.reassignment_requested",
+                                                          "ticket.reassignment_rejected"}))
+# (producing service, event type) → projection
+PROJECTIONS = {
+    **{("tickets", t): project_ticket for t in TICKET_EVENTS},
+    **{("tickets", f"service_request.{k}"): project_service_request for k in ("created", "converted", "closed")},
+    ("inventory", "stock.moved"): project_stock_moved,
+    ("customers", "customer.created"): project_customer,
+    ("customers", "customer.updated"): project_customer,
+    **{("gateway", f"user.{k}"): project_user for k in ("created", "updated", "deactivated")},
+    ("gateway", "team.updated"): project_team,
+}
+# event type → the rows it folds into: (model, key column, payload field), for `prefetch`
+ROWS_OF = {
+    **{t: ((WorkOrderFact, "ticket_id", "ticket_id"),) for t in TICKET_EVENTS},
+    "ticket.created": ((WorkOrderFact, "ticket_id", "ticket_id"), (CreatedWorkOrder, "ticket_id", "ticket_id")),
+    "ticket.completed": ((WorkOrderFact, "ticket_id", "ticket_id"), (CompletedWorkOrder, "ticket_id", "ticket_id")),
+    **{f"service_request.{k}": ((ServiceRequestFact, "request_id", "request_id"),)
+       for k in ("created", "converted", "closed")},
+    "stock.moved": ((PartConsumption, "move_id", "move_id"),),
+    "customer.created": ((CustomerFact, "customer_id", "customer_id"),),
+    "customer.updated": ((CustomerFact, "customer_id", "customer_id"),),
+    **{f"user.{k}": ((PersonFact, "user_id", "user_id"),) for k in ("created", "updated", "deactivated")},
+    "team.updated": ((TeamFact, "team_id", "team_id"),),
+}
+# event type → its projections
+BY_TYPE: dict[str, tuple] = {}
+for (_, _event_type), _projection in PROJECTIONS.items():
+    BY_TYPE[_event_type] = (_projection,)
+for _event_type in ("ticket.created", "ticket.completed"):
+    BY_TYPE[_event_type] = (_first_read_models, project_ticket)
+READ_MODELS = (CreatedWorkOrder, CompletedWorkOrder, WorkOrderFact, SettlementLine, ServiceItemUsage, PartConsumption, ServiceRequestFact,
+               CustomerFact, PersonFact, TeamFact)
