@@ -38,6 +38,24 @@ class User(TenantScoped, Base):
     email: Mapped[str | None] = mapped_column(sa.String(200))
     password_hash: Mapped[str] = mapped_column(sa.String(200))
     active: Mapped[bool] = mapped_column(default=True)
+    # What automatic dispatch matches on: skills / product lines, and service areas.
+    skills: Mapped[list] = mapped_column(sa.JSON, default=list)
+    areas: Mapped[list] = mapped_column(sa.JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Team(TenantScoped, Base):
+    """A team, a branch (网点) under a service centre, a centre, or an external (委外) team.
+    parent_id makes the hierarchy: centre → branch → sub-branch."""
+    __tablename__ = "teams"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_team_name"),)
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("teams.id"))
+    member_ids: Mapped[list] = mapped_column(sa.JSON, default=list)
+    manager_ids: Mapped[list] = mapped_column(sa.JSON, default=list)
+    active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

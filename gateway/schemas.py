@@ -9,6 +9,7 @@ from svc_common.validation import OutSchema, Schema
 
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{2,60}$")]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=200)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=60)]
 Role = Literal["admin", "dispatcher", "technician", "warehouse_manager"]
 
 
@@ -19,6 +20,47 @@ class UserIn(Schema):
     role: Role
     phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 \-]{4,19}$")] | None = None
     email: EmailStr | None = None
+    skills: list[Tag] = Field(default_factory=list, max_length=50)
+    areas: list[Tag] = Field(default_factory=list, max_length=50)
+
+
+class UserPatch(Schema):
+    """What an admin may change on a user (skills and areas feed automatic dispatch)."""
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 \-]{4,19}$")] | None = None
+    email: EmailStr | None = None
+    skills: list[Tag] | None = Field(None, max_length=50)
+    areas: list[Tag] | None = Field(None, max_length=50)
+
+
+TeamKind = Literal["team", "branch", "center", "external"]
+
+
+class TeamIn(Schema):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    kind: TeamKind = "team"
+    parent_id: uuid.UUID | None = None
+    member_ids: list[uuid.UUID] = Field(default_factory=list, max_length=1000)
+    manager_ids: list[uuid.UUID] = Field(default_factory=list, max_length=50)
+
+
+class TeamPatch(Schema):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    parent_id: uuid.UUID | None = None
+    member_ids: list[uuid.UUID] | None = Field(None, max_length=1000)
+    manager_ids: list[uuid.UUID] | None = Field(None, max_length=50)
+    active: bool | None = None
+
+
+class TeamOut(OutSchema):
+    id: uuid.UUID
+    name: str
+    kind: str
+    parent_id: uuid.UUID | None
+    member_ids: list[uuid.UUID]
+    manager_ids: list[uuid.UUID]
+    active: bool
+    created_at: dt.datetime
 
 
 class AdminIn(Schema):
@@ -51,6 +93,8 @@ class UserOut(OutSchema):
     phone: str | None
     email: str | None
     active: bool
+    skills: list[str] = []
+    areas: list[str] = []
     created_at: dt.datetime
 
 

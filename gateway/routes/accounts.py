@@ -9,7 +9,7 @@ from svc_common.validation import dump
 
 from .. import accounts
 from ..auth import Principal, current_principal, issue_token, require_roles
-from ..schemas import LoginIn, TenantIn, TokenOut, UserIn, UserOut
+from ..schemas import LoginIn, TenantIn, TokenOut, UserIn, UserOut, UserPatch
 from ..settings import get_gateway_settings
 
 router = APIRouter(tags=["accounts"])
@@ -66,3 +66,8 @@ def deactivate_user(user_id: uuid.UUID, request: Request, principal: Principal =
         return dump(UserOut, accounts.deactivate_user(uow, user_id))
 
 
+@router.patch("/users/{user_id}", response_model=UserOut, summary="Change a user's name, contact, skills or areas")
+def update_user(user_id: uuid.UUID, body: UserPatch, request: Request,
+                principal: Principal = Depends(require_roles("admin"))):
+    with UnitOfWork(request.app.state.db, principal.context()) as uow:
+        return dump(UserOut, accounts.update_user(uow, user_id, body))
