@@ -16,6 +16,12 @@ RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
       --shell /usr/sbin/nologin app
 
+# A CJK font for the QR labels' printed company names (PNG, Pillow); the PDF
+# labels and service reports use reportlab's built-in CID fonts instead.
+RUN apt-get update \
+ && apt-get install --yes --no-install-recommends fonts-wqy-microhei \
+ && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 
 # Dependencies before the code so a code change reuses this layer. The lock
@@ -26,8 +32,9 @@ RUN pip install --require-hashes --no-deps -r requirements.lock
 # The code stays owned by root: the runtime user can read it, not change it.
 COPY . .
 # ...except data/, the one writable folder: relative paths of the settings
-# (e.g. the dev SMS log) land there. Mount a volume over it to keep its files.
-RUN mkdir -p /app/data && chown 10001:10001 /app/data
+# (e.g. the dev SMS log) land there; data/files holds work-order attachments
+# (a fresh named volume mounted there takes this ownership).
+RUN mkdir -p /app/data/files && chown 10001:10001 /app/data /app/data/files
 
 # Each service's package lives under services/<name>/ (DESIGN.md §3).
 ENV PYTHONPATH=/app:/app/services/tickets:/app/services/inventory:/app/services/customers:/app/services/notify:/app/services/reports

@@ -39,11 +39,13 @@ def main() -> int:
     stack.start_all()
     try:
         stack.wait_ready()
-        seeded = demo.seed(stack.gateway_url)
+        seeded, scan_url = demo.seed_all(stack.gateway_url)
         print("\n" + "=" * 64)
         print(f"  gateway:   {stack.gateway_url}   (API docs: {stack.gateway_url}/docs)")
         print(f"  demo login ({'created' if seeded else 'existing'}): company '{demo.DEMO_TENANT}', "
               f"users admin / dispatcher / tech / keeper, password '{demo.DEMO_PASSWORD}'")
+        if scan_url:
+            print(f"  QR scan page of the demo air conditioner: {scan_url}")
         print(f"  logs:      {stack.logs_dir}   dev SMS: {data_dir / 'sms.log'}")
         print("  Ctrl-C stops everything.")
         print("=" * 64, flush=True)

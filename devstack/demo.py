@@ -45,3 +45,19 @@ def seed(base_url: str) -> bool:
         client.post(f"/api/v1/warehouses/{warehouse['id']}/stock-in", headers=admin, json={
             "lines": [{"part_id": part["id"], "quantity": "50"}], "note": "期初入库"}).raise_for_status()
         return True
+
+
+def seed_all(base_url: str) -> tuple[bool, str | None]:
+    """The demo company plus every area's demo data (each safe to run twice).
+    Returns (created now, the public scan URL of the demo equipment's QR code)."""
+    from . import demo_customers, demo_inventory, demo_notify, demo_tickets
+
+    created, scan_url = seed(base_url), None
+    if created:
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            admin = login(client, "admin")
+            equipment = client.get("/api/v1/equipment", headers=admin).raise_for_status().json()["items"][0]
+            scan_url = demo_customers.seed(client, admin, equipment["id"])
+    for area in (demo_inventory, demo_tickets, demo_notify):
+        area.seed(base_url)
+    return created, scan_url

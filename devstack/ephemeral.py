@@ -31,7 +31,7 @@ class PgDatabases:
 
 
 def _admin_connection():
-    return pg8000.native.Connection(PG_USER, host=PG_HOST, port=PG_PORT, database="postgres", timeout=10)
+    return pg8000.native.Connection(PG_USER, host=PG_HOST, port=PG_PORT, database="postgres", timeout=60)
 
 
 def create_databases(components) -> PgDatabases:

@@ -110,6 +110,7 @@ class Stack:
             "DATABASE_URL": self.config.database_url(component),
             "JWT_SECRET": self.config.jwt_secret,
             "SMS_LOG_PATH": str(self.config.data_dir / "sms.log"),
+            "TICKETS_STORAGE_DIR": str(self.config.data_dir / "files"),
             "PYTHONUNBUFFERED": "1",
         })
         if component == "gateway":

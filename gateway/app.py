@@ -18,7 +18,7 @@ from svc_common.outbox import OutboxRelay
 from svc_common.rpc_client import RpcClient
 from svc_common.settings import get_settings
 
-from . import problems
+from . import portal, problems
 from .api_keys import ApiKeyCache
 from .auth import AccountCheck, rate_limit_keys
 from .idempotency import IdempotencyMiddleware
@@ -106,6 +106,7 @@ def create_app() -> FastAPI:
 
     for router in all_routers():
         app.include_router(router, prefix="/api/v1")
+    app.include_router(portal.router)  # public pages (QR scan), outside the API
 
     @app.get("/healthz", tags=["ops"], summary="The process is up")
     async def healthz():

@@ -1,7 +1,8 @@
 """Rate limits at the edge (the `limits` library, sliding-window counters).
 
 Who is counted:
-- `POST /api/v1/auth/login` per client address — slows password guessing;
+- failed logins (`POST /api/v1/auth/login` answered 401) per client address — slows password
+  guessing, while successful logins (a seeding script, a shift change at one office) cost nothing;
 - a caller with a valid bearer token per user (or per API key), and their company as a whole —
   one tenant's integration cannot starve the others;
 - anything else (no or an invalid token) per client address.
@@ -11,16 +12,18 @@ store (`async+redis://host:6379/0`), which makes the limits hold across gateway 
 shared store is down, requests pass (and `rate_limit_store_errors_total` counts it): the limits
 protect the platform, an outage of their store must not become an outage of the API.
 """
+import functools
 import json
 import logging
 import math
+import os
 import time
 
 import limits
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter
 
-from .settings import GatewaySettings, get_gateway_settings
+from .settings import DEFAULT_STORAGE_URI, GatewaySettings, get_gateway_settings
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +41,7 @@ class RateLimitMiddleware:
         self.app = app
         settings = settings or get_gateway_settings()
         self.authenticate = authenticate
-        options = {"implementation": "redispy"} if "redis" in settings.rate_limit_storage_uri else {}
-        self.limiter = SlidingWindowCounterRateLimiter(
-            limits.storage.storage_from_string(settings.rate_limit_storage_uri, **options))
+        self.limiter = SlidingWindowCounterRateLimiter(storage(settings.rate_limit_storage_uri))
         self.rules = {name: limits.parse(value) if value else None for name, value in {
             "login": settings.rate_limit_login, "user": settings.rate_limit_user,
             "tenant": settings.rate_limit_tenant, "anonymous": settings.rate_limit_anonymous}.items()}
@@ -48,6 +49,8 @@ class RateLimitMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             return await self.app(scope, receive, send)
+        if scope["path"] == LOGIN_PATH and scope["method"] == "POST":
+            return await self.login(scope, receive, send)
         for limit_name, key in self.counted_as(scope):
             rule = self.rules[limit_name]
             if rule is None:
@@ -65,16 +68,77 @@ class RateLimitMiddleware:
                 return await refuse(send, limit_name, rule, max(1, math.ceil(reset_at - time.time())))
         return await self.app(scope, receive, send)
 
+    async def login(self, scope, receive, send):
+        """Refused while the address has used up its failures; a 401 answer counts as one."""
+        rule, client = self.rules["login"], client_address(scope)
+        if rule is None:
+            return await self.app(scope, receive, send)
+        try:
+            if not await self.limiter.test(rule, "login", client):
+                reset_at = (await self.limiter.get_window_stats(rule, "login", client)).reset_time
+                RATE_LIMITED.labels("login").inc()
+                return await refuse(send, "login", rule, max(1, math.ceil(reset_at - time.time())))
+        except Exception:  # noqa: BLE001 — see __call__
+            STORE_ERRORS.inc()
+            log.warning("rate-limit store failed; login let through", exc_info=True)
+            return await self.app(scope, receive, send)
+        status = 0
+
+        async def watch(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        if status == 401:
+            try:
+                await self.limiter.hit(rule, "login", client)
+            except Exception:  # noqa: BLE001
+                STORE_ERRORS.inc()
+
     def counted_as(self, scope) -> list[tuple[str, str]]:
-        client = (scope.get("client") or ("unknown", 0))[0]
-        if scope["path"] == LOGIN_PATH and scope["method"] == "POST":
-            return [("login", client)]
+        client = client_address(scope)
         token = bearer_token(scope)
         keys = self.authenticate(token) if token else None
         if keys is None:
             return [("anonymous", client)]
         caller, tenant = keys
         return [("user", caller), ("tenant", tenant)]
+
+
+@functools.cache
+def storage(uri: str):
+    """One counter store per URI for the process: the edge limits and the routes' own share it."""
+    options = {"implementation": "redispy"} if "redis" in uri else {}
+    return limits.storage.storage_from_string(uri, **options)
+
+
+class RouteLimit:
+    """A limit a route applies itself, e.g. a public form: `amount` hits per `seconds` per key,
+    counted in the same store as the edge limits (so shared across replicas with Redis)."""
+
+    def __init__(self, name: str, amount: int, seconds: int):
+        self.name, self.item = name, limits.RateLimitItemPerSecond(amount, seconds)
+
+    async def allow(self, key: str) -> tuple[bool, int]:
+        """(allowed, seconds to wait when not)."""
+        # the env var directly: a public page's limit must not need the gateway's secrets configured
+        uri = os.environ.get("RATE_LIMIT_STORAGE_URI", DEFAULT_STORAGE_URI)
+        limiter = SlidingWindowCounterRateLimiter(storage(uri))
+        try:
+            if await limiter.hit(self.item, self.name, key):
+                return True, 0
+            reset_at = (await limiter.get_window_stats(self.item, self.name, key)).reset_time
+        except Exception:  # noqa: BLE001 — as in RateLimitMiddleware: fail open, counted
+            STORE_ERRORS.inc()
+            return True, 0
+        RATE_LIMITED.labels(self.name).inc()
+        return False, max(1, math.ceil(reset_at - time.time()))
+
+
+def client_address(scope) -> str:
+    return (scope.get("client") or ("unknown", 0))[0]
 
 
 def bearer_token(scope) -> str | None:

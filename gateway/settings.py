@@ -8,6 +8,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+DEFAULT_STORAGE_URI = "async+memory://"  # rate-limit counters in this process
+
+
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
@@ -24,7 +27,7 @@ class GatewaySettings(BaseSettings):
     allow_signup: bool = Field(True, alias="ALLOW_SIGNUP")
     readiness_timeout_seconds: float = Field(2.0, alias="READINESS_TIMEOUT_SECONDS")
     # Rate limits ("<count>/<second|minute|hour>", empty = off); gateway/rate_limit.py says who is counted.
-    rate_limit_storage_uri: str = Field("async+memory://", alias="RATE_LIMIT_STORAGE_URI")
+    rate_limit_storage_uri: str = Field(DEFAULT_STORAGE_URI, alias="RATE_LIMIT_STORAGE_URI")
     rate_limit_login: str = Field("10/minute", alias="RATE_LIMIT_LOGIN")
     rate_limit_user: str = Field("1200/minute", alias="RATE_LIMIT_USER")
     rate_limit_tenant: str = Field("12000/minute", alias="RATE_LIMIT_TENANT")

@@ -14,7 +14,6 @@ from psycogreen.eventlet import patch_psycopg  # noqa: E402
 patch_psycopg()
 
 import errno  # noqa: E402
-import importlib  # noqa: E402
 import logging  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -24,18 +23,10 @@ from nameko.runners import ServiceRunner  # noqa: E402
 
 from .logging import configure_logging  # noqa: E402
 from .metrics import serve_http  # noqa: E402
+from .service_classes import SERVICES, load_service_class  # noqa: E402,F401
 from .settings import get_settings  # noqa: E402
 
-SERVICES = ("tickets", "inventory", "customers", "notify", "reports")
 log = logging.getLogger("svc_common.runner")
-
-
-def load_service_class(name: str):
-    module = importlib.import_module(f"{name}.service")
-    for value in vars(module).values():
-        if isinstance(value, type) and getattr(value, "name", None) == name and hasattr(value, "platform"):
-            return value
-    raise LookupError(f"no nameko service named {name!r} in {module.__name__}")
 
 
 def nameko_config(settings) -> dict:

@@ -27,3 +27,16 @@ def amqp_uri():
     vhost, uri = servers.isolated_vhost()
     yield uri
     servers.delete_vhost(vhost)
+
+
+@pytest.fixture(autouse=True)
+def _test_process_stays_unpatched():
+    """Services monkey-patch their own processes for eventlet; the test process must not be (threads
+    of in-process fake servers would turn green and deadlock). Importing svc_common.runner does it."""
+    yield
+    import sys
+
+    if "eventlet" in sys.modules:
+        import eventlet.patcher
+
+        assert not eventlet.patcher.is_monkey_patched("socket"), "something monkey-patched the test process"

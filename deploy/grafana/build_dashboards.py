@@ -14,7 +14,7 @@ OUT = Path(__file__).resolve().parent / "dashboards"
 SERVICES = ("tickets", "inventory", "customers", "notify", "reports")
 # Services with @on_event handlers (tests/deploy checks this against the code); the
 # others get no event, lag or dead-letter panels, which would stay empty.
-CONSUMES_EVENTS = ("tickets", "inventory", "notify", "reports")
+CONSUMES_EVENTS = ("tickets", "inventory", "customers", "notify", "reports")
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}  # provisioning/datasources
 UNEXPECTED = 'error!~"NotFound|Conflict|ValidationFailed|Forbidden"'
 

@@ -5,7 +5,7 @@ import uuid
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 
 os.environ.setdefault("JWT_SECRET", "unit-test-secret-unit-test-secret-0123456789")
 
@@ -26,7 +26,9 @@ def an_app(config: GatewaySettings) -> FastAPI:
     app = FastAPI()
 
     @app.post("/api/v1/auth/login")
-    def login():
+    def login(password: str = "wrong"):
+        if password != "right":
+            raise HTTPException(401, "wrong company, username or password")
         return {"ok": True}
 
     @app.get("/api/v1/things")
@@ -46,16 +48,19 @@ def client(app, address: str = "10.0.0.1") -> httpx.AsyncClient:
                              base_url="http://gateway")
 
 
-async def test_login_attempts_are_limited_per_client_address():
+async def test_failed_logins_are_limited_per_client_address_and_successful_ones_are_free():
     app = an_app(settings())
     async with client(app) as guesser, client(app, "10.0.0.2") as someone_else:
+        assert [(await guesser.post("/api/v1/auth/login?password=right")).status_code
+                for _ in range(10)] == [200] * 10
         answers = [(await guesser.post("/api/v1/auth/login")).status_code for _ in range(4)]
-        assert answers == [200, 200, 200, 429]
-        refused = await guesser.post("/api/v1/auth/login")
+        assert answers == [401, 401, 401, 429]
+        refused = await guesser.post("/api/v1/auth/login?password=right")   # even the right one, now
+        assert refused.status_code == 429
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.json()["limit"] == "login" and refused.json()["status"] == 429
         assert 1 <= int(refused.headers["retry-after"]) <= 60
-        assert (await someone_else.post("/api/v1/auth/login")).status_code == 200
+        assert (await someone_else.post("/api/v1/auth/login")).status_code == 401
 
 
 async def test_callers_are_limited_each_and_their_company_as_a_whole():
@@ -83,7 +88,7 @@ async def test_unknown_tokens_count_as_anonymous_and_health_is_never_limited():
 async def test_an_empty_limit_is_off():
     app = an_app(settings(RATE_LIMIT_LOGIN=""))
     async with client(app) as http:
-        assert [(await http.post("/api/v1/auth/login")).status_code for _ in range(10)] == [200] * 10
+        assert [(await http.post("/api/v1/auth/login")).status_code for _ in range(10)] == [401] * 10
 
 
 def test_a_malformed_limit_is_refused_at_start():
@@ -105,9 +110,9 @@ async def test_replicas_sharing_a_redis_store_share_the_limit():
     replica_1, replica_2 = an_app(config), an_app(config)
     address = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.9"   # fresh counters each run
     async with client(replica_1, address) as first, client(replica_2, address) as second:
-        assert (await first.post("/api/v1/auth/login")).status_code == 200
-        assert (await second.post("/api/v1/auth/login")).status_code == 200
-        assert (await first.post("/api/v1/auth/login")).status_code == 200
+        assert (await first.post("/api/v1/auth/login")).status_code == 401
+        assert (await second.post("/api/v1/auth/login")).status_code == 401
+        assert (await first.post("/api/v1/auth/login")).status_code == 401
         assert (await second.post("/api/v1/auth/login")).status_code == 429
 
 
@@ -118,8 +123,8 @@ async def test_a_dead_store_lets_requests_through_and_is_counted():
     app = an_app(settings(RATE_LIMIT_STORAGE_URI=f"async+redis://127.0.0.1:{closed_port}/0"))
     before = STORE_ERRORS._value.get()
     async with client(app) as http:
-        assert [(await http.post("/api/v1/auth/login")).status_code for _ in range(5)] == [200] * 5
-    assert STORE_ERRORS._value.get() == before + 5
+        assert [(await http.post("/api/v1/auth/login")).status_code for _ in range(5)] == [401] * 5
+    assert STORE_ERRORS._value.get() == before + 5    # the check of each attempt failed
 
 
 def test_the_gateway_limits_between_its_observability_and_idempotency_layers():

@@ -153,7 +153,7 @@ def validate(doc: dict, version: str) -> None:
 
 
 def service_class(name: str):
-    from svc_common.runner import load_service_class
+    from svc_common.service_classes import load_service_class
 
     return load_service_class(name)
 

@@ -259,9 +259,9 @@ def test_gateway_scales_on_cpu():
     assert set(objects("HorizontalPodAutoscaler")) == {"gateway"}
 
 
-def test_keda_authenticates_with_the_amqp_secret():
+def test_keda_authenticates_with_the_management_uri_of_the_amqp_secret():
     auth = objects("TriggerAuthentication")["fsp-rabbitmq"]
-    assert auth["spec"]["secretTargetRef"] == [{"parameter": "host", "name": AMQP_SECRET, "key": "AMQP_URI"}]
+    assert auth["spec"]["secretTargetRef"] == [{"parameter": "host", "name": AMQP_SECRET, "key": "MANAGEMENT_URI"}]
 
 
 def test_one_scaled_object_per_service():
@@ -274,18 +274,33 @@ def test_scaled_object_triggers_on_exactly_the_queues_the_service_consumes(name)
     assert so["spec"]["scaleTargetRef"] == {"name": name}
     assert name in objects("Deployment")
     triggers = so["spec"]["triggers"]
-    queues = [t["metadata"]["queueName"] for t in triggers]
-    assert len(queues) == len(set(queues)), "a queue listed twice"
     declared = declared_queues()[name]
-    # its RPC queue and every event queue nameko declares for it; no retry/DLQ queue
-    # (those have no consumer, so their depth says nothing about this service's load)
-    assert set(queues) == declared["rpc"] | declared["event"]
-    assert not set(queues) & derived_queues()
+    exact = {t["metadata"]["queueName"] for t in triggers if t["metadata"].get("useRegex") != "true"}
+    patterns = [t["metadata"]["queueName"] for t in triggers if t["metadata"].get("useRegex") == "true"]
+    # its RPC queue by name; its event queues through regexes that match exactly them among every
+    # queue any service declares, retry and dead-letter queues included (those have no consumer,
+    # so their depth says nothing about this service's load)
+    assert exact == declared["rpc"]
+    everything = {q for queues in declared_queues().values() for q in queues["rpc"] | queues["event"]}
+    everything |= derived_queues()
+    matched = {q for q in everything if any(re.search(p, q) for p in patterns)}
+    assert matched == declared["event"]
     for t in triggers:
         assert t["type"] == "rabbitmq"
         assert t["authenticationRef"]["name"] in objects("TriggerAuthentication")
         assert t["metadata"]["mode"] == "QueueLength" and int(t["metadata"]["value"]) > 0
-        assert "host" not in t["metadata"]  # credentials only through the TriggerAuthentication
+        # regexes need the management API; credentials only through the TriggerAuthentication
+        assert t["metadata"]["protocol"] == "http" and "host" not in t["metadata"]
+        if t["metadata"].get("useRegex") == "true":
+            assert t["metadata"]["operation"] == "sum"
+
+
+def test_a_new_event_handler_is_matched_without_a_manifest_change():
+    (pattern,) = [t["metadata"]["queueName"] for t in objects("ScaledObject")["tickets"]["spec"]["triggers"]
+                  if t["metadata"].get("useRegex") == "true"]
+    assert re.search(pattern, "evt-inventory-stock.low--tickets.on_stock_low")
+    assert not re.search(pattern, "evt-inventory-stock.low--tickets.on_stock_low.dlq")
+    assert not re.search(pattern, "evt-inventory-stock.low--reports.on_stock_low")
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -364,3 +379,13 @@ def test_kubectl_kustomize_renders_the_base_and_the_result_validates():
         if d["kind"] in ("Deployment", "Job"):
             for c in d["spec"]["template"]["spec"]["containers"]:
                 assert c["image"] == f"{APP_IMAGE}:{tag}"
+
+
+def test_tickets_replicas_share_one_volume_for_attachments():
+    pod = objects("Deployment")["tickets"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == env["TICKETS_STORAGE_DIR"])
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    claim = objects("PersistentVolumeClaim")[volume["persistentVolumeClaim"]["claimName"]]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]

@@ -11,7 +11,8 @@ from svc_common.migrate import COMPONENTS, upgrade
 from tests import servers
 
 # Where each component's models live (what its migrations/env.py hands to Alembic).
-MODELS = {name: [f"{name}.models"] for name in COMPONENTS} | {"gateway": ["gateway.models", "gateway.api_keys"]}
+MODELS = {name: [f"{name}.models"] for name in COMPONENTS} | {"gateway": ["gateway.models", "gateway.api_keys"],
+                                                          "tickets": ["tickets.models", "tickets.desk.models"]}
 
 
 def metadata(component: str) -> sa.MetaData:
