@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 from dateutil.relativedelta import relativedelta
 
 from svc_common.errors import ValidationFailed
+from svc_common.geo import EARTH_RADIUS_M
 
 # -- duplicates ---------------------------------------------------------------------------------
 
@@ -132,15 +133,6 @@ def validate_custom_fields(defs: list[FieldDef], values: dict | None, prefix: st
 
 # -- geography ------------------------------------------------------------------------------------
 
-EARTH_RADIUS_M = 6_371_000.0
-
-
-def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    """Great-circle distance (haversine), metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lng2 - lng1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 def bounding_box(lat: float, lng: float, radius_m: float) -> tuple[float, float, float, float]:

@@ -17,6 +17,7 @@ from svc_common.contracts import (
 )
 from svc_common.db import utcnow
 from svc_common.errors import Conflict, Forbidden, NotFound, ValidationFailed, field_error
+from svc_common.geo import distance_m
 from svc_common.uow import UnitOfWork
 
 from . import domain
@@ -233,7 +234,7 @@ def nearby_customers(uow: UnitOfWork, latitude: Decimal, longitude: Decimal, rad
     ).all()
     best: dict[uuid.UUID, tuple[float, object]] = {}
     for row in rows:
-        d = domain.distance_m(lat, lng, float(row.latitude), float(row.longitude))
+        d = distance_m(lat, lng, row.latitude, row.longitude)
         if d <= radius_m and (row.customer_id not in best or d < best[row.customer_id][0]):
             best[row.customer_id] = (d, row)
     nearest = sorted(best.values(), key=lambda pair: pair[0])[:limit]

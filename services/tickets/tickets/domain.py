@@ -1,12 +1,12 @@
 """Work-order rules: the state machine, type flows, custom fields, SLA clocks, who may do what.
 Plain Python, no I/O."""
 import datetime as dt
-import math
 import zoneinfo
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
+from svc_common import geo
 from svc_common.errors import Conflict, Forbidden, ValidationFailed, field_error
 
 
@@ -350,12 +350,8 @@ def deadline_met(deadline: str, accepted_at, checked_in_at, completed_at) -> boo
 # -- geography and automatic dispatch --------------------------------------------------------
 
 def distance_m(lat1, lng1, lat2, lng2) -> float:
-    """Great-circle distance (haversine) in metres."""
-    r = 6_371_000.0
-    p1, p2 = math.radians(float(lat1)), math.radians(float(lat2))
-    dp, dl = p2 - p1, math.radians(float(lng2) - float(lng1))
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return round(2 * r * math.asin(math.sqrt(min(a, 1.0))), 1)
+    """Great-circle distance in metres, to the decimetre (as timelines and check-ins show it)."""
+    return round(geo.distance_m(lat1, lng1, lat2, lng2), 1)
 
 
 @dataclass
