@@ -20,7 +20,7 @@ from svc_common.settings import get_settings
 
 from . import portal, problems
 from .api_keys import ApiKeyCache
-from .auth import AccountCheck, rate_limit_keys
+from .auth import AccountCheck, principal_from_token
 from .idempotency import IdempotencyMiddleware
 from .rate_limit import RateLimitMiddleware
 from .models import PLATFORM
@@ -101,7 +101,7 @@ def create_app() -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(RateLimitMiddleware, authenticate=lambda token: rate_limit_keys(app.state, token))
+    app.add_middleware(RateLimitMiddleware, authenticate=lambda token: principal_from_token(app.state, token))
     app.add_middleware(ObservabilityMiddleware)  # outermost: sees every request
 
     for router in all_routers():

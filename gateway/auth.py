@@ -107,15 +107,12 @@ def principal_from_token(state, token: str) -> Principal | None:
     return principal
 
 
-def rate_limit_keys(state, token: str) -> tuple[str, str] | None:
-    """What a valid token's requests are counted as: its user or key, and its company."""
-    principal = principal_from_token(state, token)
-    return None if principal is None else (f"caller:{principal.user_id}", f"tenant:{principal.tenant_id}")
-
-
 def current_principal(request: Request,
                       credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
-    principal = principal_from_token(request.app.state, credentials.credentials) if credentials else None
+    # RateLimitMiddleware has already checked this request's token when it found it valid
+    principal = getattr(request.state, "principal", None)
+    if principal is None and credentials:
+        principal = principal_from_token(request.app.state, credentials.credentials)
     if principal is None:
         raise HTTPException(401, "missing, invalid or expired bearer token",
                             headers={"WWW-Authenticate": "Bearer"})

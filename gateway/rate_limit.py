@@ -37,7 +37,8 @@ class RateLimitMiddleware:
     """Pure ASGI, before routing: a refused request costs no RPC and no database work."""
 
     def __init__(self, app, authenticate, settings: GatewaySettings | None = None):
-        """`authenticate(token)` → (caller key, tenant key) for a valid token, else None."""
+        """`authenticate(token)` → the caller (with `user_id`, `tenant_id`) of a valid token, else None.
+        The caller is left in the request's state, so authentication does not run twice."""
         self.app = app
         settings = settings or get_gateway_settings()
         self.authenticate = authenticate
@@ -100,11 +101,11 @@ class RateLimitMiddleware:
     def counted_as(self, scope) -> list[tuple[str, str]]:
         client = client_address(scope)
         token = bearer_token(scope)
-        keys = self.authenticate(token) if token else None
-        if keys is None:
+        caller = self.authenticate(token) if token else None
+        if caller is None:
             return [("anonymous", client)]
-        caller, tenant = keys
-        return [("user", caller), ("tenant", tenant)]
+        scope.setdefault("state", {})["principal"] = caller
+        return [("user", f"caller:{caller.user_id}"), ("tenant", f"tenant:{caller.tenant_id}")]
 
 
 @functools.cache
@@ -120,12 +121,15 @@ class RouteLimit:
 
     def __init__(self, name: str, amount: int, seconds: int):
         self.name, self.item = name, limits.RateLimitItemPerSecond(amount, seconds)
+        self._limiter = None
 
     async def allow(self, key: str) -> tuple[bool, int]:
         """(allowed, seconds to wait when not)."""
-        # the env var directly: a public page's limit must not need the gateway's secrets configured
-        uri = os.environ.get("RATE_LIMIT_STORAGE_URI", DEFAULT_STORAGE_URI)
-        limiter = SlidingWindowCounterRateLimiter(storage(uri))
+        if self._limiter is None:  # on first use: the store is made inside the running event loop
+            # the env var directly: a public page's limit must not need the gateway's secrets configured
+            uri = os.environ.get("RATE_LIMIT_STORAGE_URI", DEFAULT_STORAGE_URI)
+            self._limiter = SlidingWindowCounterRateLimiter(storage(uri))
+        limiter = self._limiter
         try:
             if await limiter.hit(self.item, self.name, key):
                 return True, 0

@@ -2,6 +2,7 @@
 import os
 import socket
 import uuid
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -12,7 +13,8 @@ os.environ.setdefault("JWT_SECRET", "unit-test-secret-unit-test-secret-012345678
 from gateway.rate_limit import STORE_ERRORS, RateLimitMiddleware  # noqa: E402
 from gateway.settings import GatewaySettings  # noqa: E402
 
-TOKENS = {"token-a": ("user:a", "tenant:1"), "token-b": ("user:b", "tenant:1"), "token-c": ("user:c", "tenant:2")}
+TOKENS = {"token-a": SimpleNamespace(user_id="a", tenant_id="1"), "token-b": SimpleNamespace(user_id="b", tenant_id="1"),
+          "token-c": SimpleNamespace(user_id="c", tenant_id="2")}
 
 
 def settings(**limits) -> GatewaySettings:
