@@ -10,6 +10,7 @@ Schemas, all offline:
 from __future__ import annotations
 
 import codecs
+import functools
 import importlib
 import json
 import shutil
@@ -60,7 +61,20 @@ def raw_resources(folder: Path) -> list[dict]:
     return docs
 
 
-needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with built-in kustomize) not installed")
+def needs_tool(name: str, how_to_install: str):
+    """The test runs the real tool; without it the test fails saying how to install it (never skips)."""
+    def decorate(test):
+        @functools.wraps(test)
+        def run(*args, **kwargs):
+            if shutil.which(name) is None:
+                pytest.fail(f"{name} is not installed; {how_to_install}", pytrace=False)
+            return test(*args, **kwargs)
+        return run
+    return decorate
+
+
+needs_kubectl = needs_tool("kubectl", "install kubectl ≥ 1.14 (it has kustomize built in)")
+needs_promtool = needs_tool("promtool", "install the Debian package `prometheus` (apt-get install prometheus)")
 
 
 @cache

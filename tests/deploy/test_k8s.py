@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
-from deploy_support import BASE, K8S_VERSIONS, crd_problems, declared_queues, derived_queues, validate
+from deploy_support import BASE, K8S_VERSIONS, crd_problems, declared_queues, derived_queues, needs_kubectl, validate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -364,7 +363,7 @@ def test_no_component_reads_another_components_database_secret():
 # --- the real kustomize -------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with built-in kustomize) not installed")
+@needs_kubectl
 def test_kubectl_kustomize_renders_the_base_and_the_result_validates():
     out = subprocess.run(
         ["kubectl", "kustomize", str(BASE)], check=True, capture_output=True, text=True, timeout=60

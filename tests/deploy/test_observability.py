@@ -14,7 +14,6 @@ import copy
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from deploy_support import (
     entrypoints,
     known_metrics,
     matchers,
+    needs_promtool,
     selectors,
 )
 
@@ -235,8 +235,6 @@ def test_prometheus_loads_the_rule_file_that_compose_mounts():
     assert config["rule_files"] and all(inside.get(f) == ALERTS for f in config["rule_files"])
 
 
-needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
-                                    reason="promtool not installed (Debian package `prometheus`)")
 
 
 def promtool(*args: str) -> None:
