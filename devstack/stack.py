@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from prometheus_client.parser import text_string_to_metric_families
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("customers", "inventory", "tickets", "notify", "reports")
 COMPONENTS = SERVICES + ("gateway",)
@@ -201,6 +203,29 @@ class Stack:
                 return
             time.sleep(0.3)
         raise TimeoutError(f"{name} not ready after {timeout}s:\n{self.log_tail(name)}")
+
+    def timer_runs(self, name: str, method: str) -> int:
+        """How many times an instance's @timer method has finished (its entrypoint latency count)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port(name)}/metrics", timeout=3) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            if family.name == "entrypoint_latency_seconds":
+                for sample in family.samples:
+                    if (sample.name.endswith("_count") and sample.labels.get("kind") == "timer"
+                            and sample.labels.get("entrypoint") == method):
+                        return int(sample.value)
+        return 0
+
+    def wait_timer_runs(self, service: str, method: str, runs: int = 2, timeout: float = 60) -> None:
+        """Until every instance of `service` has run its timer `method` `runs` more times: proof that
+        the timers had their chance to act, instead of a fixed sleep."""
+        start = {name: self.timer_runs(name, method) for name in self.instances(service)}
+        deadline = time.monotonic() + timeout
+        while any(self.timer_runs(name, method) < count + runs for name, count in start.items()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{service}.{method} did not run {runs} more times on every instance "
+                                   f"within {timeout}s")
+            time.sleep(0.2)
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.logs_dir / f"{name}.log"

@@ -3,7 +3,6 @@
 RabbitMQ, through the gateway."""
 import concurrent.futures
 import datetime as dt
-import time
 
 import pytest
 
@@ -15,15 +14,21 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory):
+def stack(tmp_path_factory):
     servers.require_postgres()
     servers.require_rabbitmq()
     with running_stack(tmp_path_factory.mktemp("plans"), extra_env={"PLAN_SCAN_SECONDS": "0.5"},
-                       instances={"tickets": 2}) as stack, Api(stack.gateway_url) as client:
+                       instances={"tickets": 2}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def api(stack):
+    with Api(stack.gateway_url) as client:
         yield client
 
 
-def test_two_instances_and_manual_runs_create_each_planned_order_once(api):
+def test_two_instances_and_manual_runs_create_each_planned_order_once(api, stack):
     co = api.new_company()
     admin, dispatcher = co["admin"], co["dispatcher"]
     customer = api.ok("POST", "/customers", admin, json={
@@ -50,7 +55,7 @@ def test_two_instances_and_manual_runs_create_each_planned_order_once(api):
         return orders if len(orders["past"]) == 10 else None
     orders = eventually(all_generated, timeout=30)
     assert orders["upcoming"] == []
-    time.sleep(2)  # several more timer ticks of both instances: nothing more appears
+    stack.wait_timer_runs("tickets", "generate_planned_orders")  # more ticks of both: nothing more appears
     listed = api.ok("GET", "/work-orders?type=inspection&limit=100", dispatcher)
     assert listed["total"] == 10
     assert len({o["id"] for o in listed["items"]}) == 10
@@ -64,11 +69,11 @@ def test_two_instances_and_manual_runs_create_each_planned_order_once(api):
         "name": "月度保养", "customer_id": customer["id"], "rrule": "FREQ=MONTHLY",
         "starts_at": start.isoformat(), "description": "保养", "paused": True})
     assert later["state"] == "paused"
-    time.sleep(1.5)
+    stack.wait_timer_runs("tickets", "generate_planned_orders")
     assert api.ok("GET", f"/plans/{later['id']}/orders", dispatcher)["past"] == []
     assert api.ok("POST", f"/plans/{later['id']}/resume", dispatcher)["state"] == "running"
     caught_up = eventually(lambda: api.ok("GET", f"/plans/{later['id']}/orders", dispatcher)["past"])
-    time.sleep(1.5)
+    stack.wait_timer_runs("tickets", "generate_planned_orders")
     assert len(caught_up) == 1 == len(api.ok("GET", f"/plans/{later['id']}/orders", dispatcher)["past"])
     assert api.ok("POST", f"/plans/{later['id']}/end", dispatcher)["state"] == "expired"
     assert api.ok("GET", "/plans?state=expired", dispatcher)["total"] == 2
