@@ -9,7 +9,8 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment
 from pydantic import BaseModel
 from tickets.desk.schemas import (
-    BatchSettleIn, ManualVisitIn, OptionalNoteIn, SettlementIn, SettlementOut, VisitOut, VisitRateIn,
+    BatchSettleIn, ManualVisitIn, OptionalNoteIn, ReportSendIn, ReportSentOut, SettlementIn, SettlementOut, VisitOut,
+    VisitRateIn,
 )
 
 from svc_common.context import correlation_id_var
@@ -203,6 +204,13 @@ class ReportLinkOut(BaseModel):
              summary="A portal link for the customer to the order's service report (no login)")
 async def service_report_link(ticket_id: uuid.UUID, svc: Services = Depends(services)):
     return await svc.reply("tickets", "service_report_link", ticket_id=ticket_id)
+
+
+@router.post("/work-orders/{ticket_id}/service-report/send", responses=ok(ReportSentOut),
+             summary="Send the service report to the customer: by e-mail (the PDF attached) or SMS (the portal "
+                     "link); `to` defaults to the order's contact. Emits service_report.sent")
+async def send_service_report(ticket_id: uuid.UUID, body: ReportSendIn, svc: Services = Depends(services)):
+    return await svc.reply("tickets", "send_service_report", ticket_id=ticket_id, sending=_body(body))
 
 
 @router.get("/public/service-reports/{token}", tags=["public"], response_class=Response,

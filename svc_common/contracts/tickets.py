@@ -2,7 +2,7 @@
 import uuid
 from decimal import Decimal
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -54,6 +54,7 @@ class TicketCreatedV1(Contract):
     service_request_id: uuid.UUID | None = None
     customer_name: str | None = None
     branch_id: uuid.UUID | None = None
+    backfilled: bool = False  # 补录: work done before it was recorded, entered afterwards (no SLA, no alerts)
 
 
 class TicketAssignedV1(Contract):
@@ -118,6 +119,7 @@ class TicketCompletedV1(Contract):
     on_site_seconds: float | None = None
     completed_by_branch: bool = False
     branch_id: uuid.UUID | None = None
+    backfilled: bool = False  # 补录, verified by the office; parts were used in the past
 
 
 class TicketPublishedToPoolV1(_TicketEvent):
@@ -203,10 +205,16 @@ class TicketSettledV1(_TicketEvent):
     gross_profit: Decimal
 
 
+Stars = Annotated[int, Field(ge=1, le=5)]
+
+
 class TicketVisitedV1(_TicketEvent):
     visited_at: AwareDatetime
-    satisfaction: int | None = Field(None, ge=1, le=5)
+    satisfaction: int | None = Field(None, ge=1, le=5)  # overall stars
     comment: str | None = None
+    scores: dict[str, Stars] = {}  # per tenant dimension (quality, efficiency, attitude ...) → stars
+    tags: list[str] = []  # quick tags the customer or the visitor picked
+    by_customer: bool = False  # rated by the customer on the portal page, not entered by staff
 
 
 class TicketVisitRequestedV1(_TicketEvent):

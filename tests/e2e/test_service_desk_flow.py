@@ -1,18 +1,48 @@
 """The service desk end to end, through the gateway with every service running on the real PostgreSQL
 and RabbitMQ: QR scan report → service request (qr_scan) → work order (linked both ways) → completed
 with parts and service items → settlement with the right gross profit → automatic return visit →
-the customer rates on the public page → close → service report PDF in Chinese."""
+the customer rates on the public page → close → service report PDF in Chinese → sent to the customer
+by e-mail; and back-filled records (补录) that become completed work orders once verified."""
 import base64
 import datetime as dt
 import io
 import uuid
 
+import kombu
 import pytest
 from openpyxl import Workbook, load_workbook
 
 from tests.api import eventually
 
 pytestmark = pytest.mark.e2e
+
+
+class Bus:
+    """A queue of our own on tickets.events, as an analytics consumer would bind one (bound before the
+    actions it should see; read by polling, no thread)."""
+
+    def __init__(self, amqp_uri: str):
+        self.conn = kombu.Connection(amqp_uri)
+        exchange = kombu.Exchange("tickets.events", type="topic", durable=True)
+        self.queue = kombu.Queue(f"test-desk-{uuid.uuid4().hex[:8]}", exchange, routing_key="#", auto_delete=True)
+        self.queue(self.conn.channel()).declare()
+        self.seen: list[dict] = []
+
+    def of(self, event_type: str, **data) -> list[dict]:
+        bound = self.queue(self.conn.default_channel)
+        while (message := bound.get(no_ack=True, accept=["json"])) is not None:
+            self.seen.append(message.payload)
+        return [e for e in self.seen if e["type"] == event_type and all(e["data"].get(k) == v for k, v in data.items())]
+
+    def close(self):
+        self.conn.release()
+
+
+@pytest.fixture
+def bus(stack):
+    tap = Bus(stack.config.amqp_uri)
+    yield tap
+    tap.close()
 
 
 def xlsx(*rows) -> bytes:
@@ -35,7 +65,7 @@ def assign_when_roster_knows(api, co, ticket_id):
     return eventually(attempt)
 
 
-def test_qr_report_to_settled_rated_closed_order_with_a_chinese_report(api):
+def test_qr_report_to_settled_rated_closed_order_with_a_chinese_report(api, bus):
     co = api.new_company()
     admin, dispatcher, tech, keeper = co["admin"], co["dispatcher"], co["tech"], co["keeper"]
     customer = api.ok("POST", "/customers", admin, json={
@@ -134,6 +164,12 @@ def test_qr_report_to_settled_rated_closed_order_with_a_chinese_report(api):
     assert api.request("GET", "/public/visits/unknown/page").status_code == 404
     visited = api.ok("GET", f"/work-orders/{order['id']}", dispatcher)
     assert visited["status"] == "visited" and visited["satisfaction"] == 5
+    rating = eventually(lambda: bus.of("ticket.visited", ticket_id=order["id"]))[0]  # per dimension, by the customer
+    assert rating["data"]["scores"] == {"quality": 5, "efficiency": 4, "attitude": 5}
+    assert rating["data"]["tags"] == ["专业"] and rating["data"]["by_customer"] is True
+    assert rating["actor"]["role"] == "customer"
+    timeline = api.ok("GET", f"/work-orders/{order['id']}/timeline", dispatcher)["items"]
+    assert [(e["action"], e["actor_role"], e["actor_id"]) for e in timeline][-1] == ("visit", "customer", None)
 
     # 6. close the order and the request; the service report renders in Chinese
     assert api.ok("POST", f"/work-orders/{order['id']}/close", dispatcher)["status"] == "closed"
@@ -150,6 +186,30 @@ def test_qr_report_to_settled_rated_closed_order_with_a_chinese_report(api):
     portal = api.request("GET", f"/public/service-reports/{link['token']}")  # the customer, no login
     assert portal.status_code == 200 and portal.content.startswith(b"%PDF") and b"STSong-Light" in portal.content
     assert api.request("GET", "/public/service-reports/unknown").status_code == 404
+
+    # sent to the customer by e-mail: service_report.sent for notify (which attaches the PDF), on the timeline
+    bad = api.request("POST", f"/work-orders/{order['id']}/service-report/send", dispatcher,
+                      json={"channel": "email", "to": "王经理@"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "to"
+    no_address = api.request("POST", f"/work-orders/{order['id']}/service-report/send", dispatcher,
+                             json={"channel": "email"})  # customers keep no e-mail address
+    assert no_address.status_code == 422 and no_address.json()["errors"][0]["field"] == "to"
+    assert api.request("POST", f"/work-orders/{order['id']}/service-report/send", tech,
+                       json={"channel": "sms"}).status_code == 403
+    sent = api.ok("POST", f"/work-orders/{order['id']}/service-report/send", dispatcher,
+                  json={"channel": "email", "to": "wang@shenneng.example.com"})
+    assert sent["token"] == link["token"] and sent["report_path"] == f"/api/v1/public/service-reports/{link['token']}"
+    texted = api.ok("POST", f"/work-orders/{order['id']}/service-report/send", dispatcher, json={"channel": "sms"})
+    assert texted["to"] == "13912345678"  # the order's contact
+    mailed = eventually(lambda: bus.of("service_report.sent", ticket_id=order["id"], channel="email"))[0]
+    assert mailed["data"]["recipient_email"] == "wang@shenneng.example.com" and mailed["data"]["locale"] == "zh-CN"
+    assert mailed["data"]["number"] == order["number"] and mailed["tenant_id"] == rating["tenant_id"]
+    assert eventually(lambda: bus.of("service_report.sent", channel="sms", recipient_phone="13912345678"))
+    portal_pdf = api.request("GET", mailed["data"]["report_path"].removeprefix("/api/v1"))
+    assert portal_pdf.status_code == 200 and portal_pdf.content.startswith(b"%PDF")
+    notes = [e["note"] for e in api.ok("GET", f"/work-orders/{order['id']}/timeline", dispatcher)["items"]
+             if e["action"] == "send_report"]
+    assert notes == ["服务报告已通过邮件发送至 wang@shenneng.example.com", "服务报告已通过短信发送至 13912345678"]
 
     # the tenant's own Excel template, filled for the order (parts and fee rows repeat)
     fields = api.ok("GET", "/report-templates/fields?type=paid_repair", admin)["items"]
@@ -238,18 +298,65 @@ def test_knowledge_base_and_announcements_through_the_gateway(api):
     assert [r["user_id"] for r in receipts["read"]] == [co["ids"]["tech"]]
 
 
-def test_back_filled_records_are_verified_by_the_office(api):
+def test_back_filled_records_become_completed_work_orders_once_verified(api, bus):
     co = api.new_company()
-    customer = api.ok("POST", "/customers", co["admin"], json={"name": "补录客户"})
-    record = api.ok("POST", "/service-records", co["tech"], json={
-        "ticket_type": "repair", "customer_id": customer["id"], "done_at": "2026-11-01T10:00:00+08:00",
-        "summary": "电话指导复位"})
+    admin, dispatcher, tech = co["admin"], co["dispatcher"], co["tech"]
+    customer = api.ok("POST", "/customers", admin, json={"name": "补录客户",
+                                                         "contacts": [{"name": "刘工", "phone": "13700000001"}]})
+    warehouse = api.ok("POST", "/warehouses", admin, json={"name": "总仓", "manager_ids": [co["ids"]["keeper"]]})
+    part = api.ok("POST", "/parts", admin, json={"code": f"P-{uuid.uuid4().hex[:6]}", "name": "保险丝",
+                                                 "sale_price": "5.00", "cost_price": "1.00"})
+    api.ok("POST", f"/warehouses/{warehouse['id']}/stock-in", admin,
+           json={"lines": [{"part_id": part["id"], "quantity": "5"}]})
+    requisition = api.ok("POST", "/requisitions", tech, json={
+        "warehouse_id": warehouse["id"], "lines": [{"part_id": part["id"], "quantity": "3"}]})
+    api.ok("POST", f"/requisitions/{requisition['id']}/approve", co["keeper"])
+
+    def in_my_stock():
+        items = api.ok("GET", "/technicians/me/stock", tech)["items"]
+        return sum(float(i["quantity"]) for i in items if i["part_id"] == part["id"])
+    assert eventually(lambda: in_my_stock() == 3)
+
+    body = {"ticket_type": "repair", "customer_id": customer["id"], "done_at": "2026-11-01T10:00:00+08:00",
+            "summary": "电话指导复位，更换保险丝", "parts_used": [{"ref_id": part["id"], "quantity": "2"}]}
+
+    def submit():  # tickets learns the technician from user.created: wait for it rather than sleep
+        r = api.request("POST", "/service-records", tech, json=body)
+        if r.status_code == 422 and "technician_id" in r.text:
+            return None
+        assert r.status_code == 201, r.text
+        return r.json()
+    record = eventually(submit)
     assert record["status"] == "pending" and record["technician_id"] == co["ids"]["tech"]
-    assert api.request("POST", f"/service-records/{record['id']}/verify", co["tech"]).status_code == 403
-    refused = api.request("POST", f"/service-records/{record['id']}/reject", co["dispatcher"], json={})
+    order = api.ok("GET", f"/work-orders/{record['ticket_id']}", dispatcher)
+    assert order["status"] == "pending_verification" and order["number"] == record["ticket_number"]
+    assert order["complete_due_at"] is None and order["customer_name"] == "补录客户"
+    queue = api.ok("GET", "/work-orders?status=pending_dispatch,pooled", dispatcher)
+    assert record["ticket_id"] not in [o["id"] for o in queue["items"]]
+
+    assert api.request("POST", f"/service-records/{record['id']}/verify", tech).status_code == 403
+    refused = api.request("POST", f"/service-records/{record['id']}/reject", dispatcher, json={})
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "note"
-    assert api.ok("POST", f"/service-records/{record['id']}/verify", co["dispatcher"])["status"] == "verified"
-    listed = api.ok("GET", f"/service-records?customer_id={customer['id']}&status=verified", co["admin"])
-    assert [r["number"] for r in listed["items"]] == [record["number"]]
+    assert api.ok("POST", f"/service-records/{record['id']}/verify", dispatcher)["status"] == "verified"
+    listed = api.ok("GET", f"/service-records?customer_id={customer['id']}&status=verified", admin)
+    assert [(r["number"], r["ticket_id"]) for r in listed["items"]] == [(record["number"], record["ticket_id"])]
+
+    # a real completed order: announced as back-filled, in the work-order list, its parts out of stock
+    completed = eventually(lambda: bus.of("ticket.completed", ticket_id=record["ticket_id"]))[0]
+    assert completed["data"]["backfilled"] is True and completed["data"]["completed_at"] == "2026-11-01T02:00:00Z"
+    assert completed["data"]["parts_used"] == [{"part_id": part["id"], "quantity": "2"}]
+    assert bus.of("ticket.created", ticket_id=record["ticket_id"])[0]["data"]["backfilled"] is True
+    orders = api.ok("GET", f"/work-orders?customer_id={customer['id']}", dispatcher)["items"]
+    assert [(o["id"], o["status"], o["completed_at"][:19]) for o in orders] == [
+        (record["ticket_id"], "completed", "2026-11-01T02:00:00")]
+    assert eventually(lambda: in_my_stock() == 1)
+
+    # a rejected one is cancelled with the note and announced to nobody
+    other = api.ok("POST", "/service-records", tech, json={**body, "summary": "未核实的上门"})
+    assert api.ok("POST", f"/service-records/{other['id']}/reject", dispatcher, json={"note": "客户否认"})["status"] \
+        == "rejected"
+    rejected = api.ok("GET", f"/work-orders/{other['ticket_id']}", dispatcher)
+    assert rejected["status"] == "cancelled" and rejected["cancel_reason"] == "客户否认"
+    assert bus.of("ticket.created", ticket_id=other["ticket_id"]) == []
     mismatch = api.request("PUT", "/service-request-types/a_type", co["admin"], json={"code": "b_type", "name": "x"})
     assert mismatch.status_code == 422

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from svc_common.errors import Forbidden, NotFound, ValidationFailed
-from svc_common.testing import context, uow
+from svc_common.testing import context, outbox_events, uow
 from svc_common.validation import parse
 from tickets import handlers as tickets
 from tickets.desk import knowledge
@@ -105,6 +105,15 @@ def test_announcements_reach_their_audience_with_read_receipts(db, office, roste
                                                                      roles=["warehouse_manager"]))
     with pytest.raises(ValidationFailed), uow(db, office) as u:
         knowledge.create_announcement(u, AnnouncementIn(title="x", body="y", audience="teams"))
+    with pytest.raises(Forbidden), uow(db, roster.as_(other_tech)) as u:
+        knowledge.create_announcement(u, AnnouncementIn(title="x", body="y"))
+    # each published one (and only those) is an event for notify, committed with it
+    published = [e for e in outbox_events(db) if e["type"] == "announcement.published"]
+    assert [(e["data"]["title"], e["data"]["audience"], e["data"]["team_ids"], e["data"]["roles"])
+            for e in published] == [("春节值班", "all", [], []), ("网点培训", "teams", [str(team)], []),
+                                    ("盘点", "roles", [], ["warehouse_manager"])]
+    assert published[0]["data"]["announcement_id"] == str(everyone.id) and published[0]["data"]["summary"] == "安排如下"
+    assert published[0]["data"]["author_id"] == str(office.actor_id)
 
     def titles(user, role="technician", unread_only=False):
         with uow(db, roster.as_(user, role)) as u:
@@ -145,3 +154,10 @@ def test_articles_carry_attachments(db, office, tmp_path):
     assert content == b"%PDF-1.4 x" and found["filename"] == "接线图.pdf"
     with pytest.raises(NotFound), uow(db, office) as u:
         knowledge.attachment(u, article.id, 1, storage)
+
+
+def test_an_announcement_summary_is_the_start_of_its_body(db, office):
+    with uow(db, office) as u:
+        knowledge.create_announcement(u, AnnouncementIn(title="长通知", body="通" * 500))
+    event = [e for e in outbox_events(db) if e["type"] == "announcement.published"][0]
+    assert event["data"]["summary"] == "通" * 200

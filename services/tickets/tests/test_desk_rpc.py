@@ -7,7 +7,8 @@ from unittest.mock import MagicMock
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from svc_common.errors import ValidationFailed
+from svc_common.context import RequestContext
+from svc_common.errors import NotFound, ValidationFailed
 from svc_common.testing import context, outbox_events, service_worker
 from tickets.service import TicketsService
 
@@ -91,6 +92,11 @@ def test_settlement_report_and_portal_rating_over_rpc(db, office, roster):
     assert public.public_rate_visit(visit["token"], {"scores": {"quality": 5, "efficiency": 5, "attitude": 4}}) == \
         {"status": "rated", "satisfaction": 5}
     assert w.get_ticket(order["id"])["status"] == "visited"
+    last = w.get_timeline(order["id"])["items"][-1]  # the customer, not a member of staff, rated
+    assert (last["action"], last["actor_role"], last["actor_id"]) == ("visit", "customer", None)
+    visited = [e for e in outbox_events(db) if e["type"] == "ticket.visited"][-1]
+    assert visited["actor"]["role"] == "customer" and visited["data"]["by_customer"] is True
+    assert visited["data"]["scores"] == {"quality": 5, "efficiency": 5, "attitude": 4}
 
     for locale in ("zh-CN", "en"):
         report = w.service_report_pdf(order["id"], locale)
@@ -107,6 +113,30 @@ def test_settlement_report_and_portal_rating_over_rpc(db, office, roster):
     assert base64.b64decode(shown["content_base64"]).startswith(b"%PDF") and shown["filename"] == report["filename"]
     assert public.inventory.get_part.called  # parts named by inventory, in the link's tenant
 
+    # sent to the customer by e-mail: the event for notify, which then asks for the PDF as the system
+    sent = w.send_service_report(order["id"], {"channel": "email", "to": "wang@example.com", "locale": "en"})
+    assert sent["token"] == link["token"] and sent["to"] == "wang@example.com"
+    event = [e for e in outbox_events(db) if e["type"] == "service_report.sent"][-1]
+    assert event["tenant_id"] == str(office.tenant_id) and event["data"]["recipient_email"] == "wang@example.com"
+    with pytest.raises(ValidationFailed) as err:
+        w.send_service_report(order["id"], {"channel": "sms", "to": "110"})
+    assert err.value.errors[0]["field"] == "to"
+    notify = worker(db, RequestContext(tenant_id=office.tenant_id, actor_role="system"))
+    for answer in (notify.service_report_pdf(ticket_id=event["data"]["ticket_id"], locale="en"),
+                   notify.service_report_pdf(token=sent["token"], locale="en")):
+        assert base64.b64decode(answer["content_base64"]).startswith(b"%PDF")
+        assert answer["filename"] == report["filename"] and answer["content_type"] == "application/pdf"
+    anonymous = worker(db, office)
+    anonymous.platform.worker_ctx.data.clear()  # no tenant, no user: the token alone names the order
+    assert base64.b64decode(anonymous.service_report_pdf(token=sent["token"])["content_base64"]).startswith(b"%PDF")
+    stranger = worker(db, RequestContext(tenant_id=uuid.uuid4(), actor_role="system"))
+    with pytest.raises(NotFound):
+        stranger.service_report_pdf(token=sent["token"])
+    with pytest.raises(NotFound):
+        stranger.service_report_pdf(ticket_id=order["id"])
+    with pytest.raises(ValidationFailed):
+        notify.service_report_pdf()
+
     # a custom Excel template filled for this order, as XLSX and as PDF
     fields = {f["placeholder"] for f in w.report_template_fields("paid")["items"]}
     assert {"{{number}}", "{{parts.name}}", "{{fees.amount}}"} <= fields
@@ -118,6 +148,25 @@ def test_settlement_report_and_portal_rating_over_rpc(db, office, roster):
     assert rows == [("工单", order["number"]), ("启动电容", "1.000"), ("启动电容", "80.00"), ("上门检修", "120.00")]
     assert base64.b64decode(w.fill_report_template(template["id"], order["id"], "pdf")["content_base64"]).startswith(
         b"%PDF")
+
+
+def test_back_fill_over_rpc_is_a_work_order_verified_by_the_office(db, office, roster):
+    tech = roster.user("李工")
+    t = worker(db, context(tenant_id=office.tenant_id, role="technician", actor_id=tech))
+    record = t.submit_service_record({"ticket_type": "repair", "customer_id": str(CUSTOMER),
+                                      "done_at": "2026-10-01T09:00:00+08:00", "summary": "电话指导复位",
+                                      "parts_used": [{"ref_id": PART, "quantity": "1"}]})
+    assert record["status"] == "pending" and record["ticket_number"].startswith("WO")
+    w = worker(db, office)
+    assert w.get_ticket(record["ticket_id"])["status"] == "pending_verification"
+    assert w.list_tickets(status="pending_dispatch")["total"] == 0
+    verified = w.verify_service_record(record["id"], True, {"note": "已核实"})
+    assert verified["status"] == "verified" and verified["ticket_id"] == record["ticket_id"]
+    done = w.get_ticket(record["ticket_id"])
+    assert done["status"] == "completed" and done["completed_at"].startswith("2026-10-01T01:00:00")
+    assert [(e["type"], e["data"]["backfilled"]) for e in outbox_events(db)] == [
+        ("ticket.created", True), ("ticket.completed", True)]
+    assert w.list_service_records(status="verified")["items"][0]["ticket_number"] == record["ticket_number"]
 
 
 def test_run_due_plans_over_rpc(db, office):

@@ -4,14 +4,15 @@ from decimal import Decimal
 
 import pytest
 
-from svc_common.errors import Conflict, NotFound, ValidationFailed
+from svc_common.context import RequestContext
+from svc_common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from svc_common.testing import context, outbox_events, uow
 from svc_common.validation import parse
 from tickets import handlers as tickets
 from tickets.desk import settlement
-from tickets.desk.schemas import DeskSettingsIn, ManualVisitIn, SettlementIn, VisitRateIn
+from tickets.desk.schemas import DeskSettingsIn, ManualVisitIn, ReportSendIn, SettlementIn, VisitRateIn
 from tickets.desk.handlers import update_settings
-from tickets.schemas import AssignIn, CheckInIn, ReceiptIn, TicketIn, TicketTypeIn
+from tickets.schemas import AssignIn, CheckInIn, ReceiptIn, TicketIn, TicketTypeIn, VisitIn
 
 PART, ITEM = uuid.uuid4(), uuid.uuid4()
 PRICES = {"parts": {str(PART): {"name": "启动电容", "sale_price": "80.00", "cost_price": "35.50"}},
@@ -133,7 +134,7 @@ def test_settling_opens_an_automatic_visit_the_customer_rates_by_token(db, offic
     with uow(db, office) as u:
         visit = settlement.list_visits(u, ticket.id, None, 0, 10)[0][0]
     assert visit.mode == "auto" and visit.status == "requested" and len(visit.token) >= 24
-    customer = context(tenant_id=office.tenant_id, role="dispatcher", actor_id=None)
+    customer = RequestContext(tenant_id=office.tenant_id, actor_role="customer")  # the portal: no user
     with pytest.raises(ValidationFailed) as err, uow(db, customer) as u:
         settlement.rate_by_token(u, visit.token, VisitRateIn(scores={"quality": 6}))
     assert err.value.errors[0]["field"] == "scores.quality"
@@ -143,14 +144,49 @@ def test_settling_opens_an_automatic_visit_the_customer_rates_by_token(db, offic
         rated = settlement.rate_by_token(u, visit.token, VisitRateIn(
             scores={"quality": 5, "efficiency": 4, "attitude": 4}, tags=["专业"], comment="很好"))
     assert rated.satisfaction == 4 and rated.status == "rated"
-    visited = [e["data"] for e in outbox_events(db) if e["type"] == "ticket.visited"][0]
-    assert visited["satisfaction"] == 4 and visited["comment"] == "专业；很好"
+    visited = [e for e in outbox_events(db) if e["type"] == "ticket.visited"][0]
+    assert visited["data"]["satisfaction"] == 4 and visited["data"]["comment"] == "很好"
+    assert visited["data"]["scores"] == {"quality": 5, "efficiency": 4, "attitude": 4}
+    assert visited["data"]["tags"] == ["专业"] and visited["data"]["by_customer"] is True
+    assert visited["actor"] == {"id": None, "role": "customer"}
     with uow(db, office) as u:
-        assert tickets.get_ticket(u, ticket.id).status == "visited"
+        order = tickets.get_ticket(u, ticket.id)
+        assert order.status == "visited" and order.visit_comment == "专业；很好"
+        assert (order.timeline[-1].action, order.timeline[-1].actor_role, order.timeline[-1].actor_id) == (
+            "visit", "customer", None)
     with pytest.raises(Conflict), uow(db, customer) as u:
         settlement.rate_by_token(u, visit.token, VisitRateIn(scores={"quality": 1}))
     with pytest.raises(NotFound), uow(db, customer) as u:
         settlement.rate_by_token(u, "nope", VisitRateIn())
+    elsewhere = RequestContext(tenant_id=uuid.uuid4(), actor_role="customer")
+    with pytest.raises(NotFound), uow(db, elsewhere) as u:  # a token never crosses tenants
+        settlement.rate_by_token(u, visit.token, VisitRateIn())
+
+
+def test_the_portal_customer_has_no_staff_rights(db, office, roster):
+    ticket = completed_order(db, office, roster, flow={"return_visit": True})
+    with uow(db, context(tenant_id=office.tenant_id, role="system")) as u:
+        visit = settlement.visit_after_completion(u, ticket.id)
+    customer = RequestContext(tenant_id=office.tenant_id, actor_role="customer")
+    staff_only = (
+        lambda u: settlement.manual_visit(u, ManualVisitIn(ticket_id=ticket.id, scores={"quality": 5})),
+        lambda u: tickets.visit_ticket(u, ticket.id, VisitIn(satisfaction=5)),
+        lambda u: settlement.report_link(u, ticket.id),
+        lambda u: settlement.build_settlement(u, ticket.id, "final", parse(SettlementIn, {}), PRICES),
+        lambda u: settlement.send_report(u, ticket.id, ReportSendIn(channel="sms")),
+        lambda u: tickets.close_ticket(u, ticket.id, None),
+        lambda u: tickets.cancel_ticket(u, ticket.id, "x"),
+        lambda u: update_settings(u, DeskSettingsIn(auto_return_visit=False)),
+    )
+    for action in staff_only:
+        with pytest.raises(Forbidden), uow(db, customer) as u:
+            action(u)
+    # and staff do not rate in the customer's name: the desk enters a phone visit instead
+    with pytest.raises(Forbidden), uow(db, office) as u:
+        settlement.rate_by_token(u, visit.token, VisitRateIn(scores={"quality": 5}))
+    with uow(db, office) as u:
+        assert tickets.get_ticket(u, ticket.id).status == "completed"
+    assert [e for e in outbox_events(db) if e["type"] == "ticket.visited"] == []
 
 
 def test_manual_visit_with_tenant_dimensions(db, office, roster):
@@ -159,10 +195,30 @@ def test_manual_visit_with_tenant_dimensions(db, office, roster):
         update_settings(u, DeskSettingsIn(satisfaction_dimensions=[{"key": "overall", "label": "总体"}],
                                           auto_return_visit=False))
     with uow(db, office) as u:
-        visit = settlement.manual_visit(u, ManualVisitIn(ticket_id=ticket.id, scores={"overall": 3}))
+        visit = settlement.manual_visit(u, ManualVisitIn(ticket_id=ticket.id, scores={"overall": 3},
+                                                         tags=["需改进"], comment="到场晚了"))
     assert visit.mode == "manual" and visit.satisfaction == 3 and visit.visitor_id == office.actor_id
     with uow(db, office) as u:
         assert tickets.get_ticket(u, ticket.id).satisfaction == 3
+    visited = [e for e in outbox_events(db) if e["type"] == "ticket.visited"][0]
+    assert (visited["data"]["scores"], visited["data"]["tags"], visited["data"]["by_customer"]) == (
+        {"overall": 3}, ["需改进"], False)
+    assert visited["actor"] == {"id": str(office.actor_id), "role": "dispatcher"}
+
+
+def test_a_rating_counts_when_the_type_has_no_visit_step_and_never_before_completion(db, office, roster):
+    ticket = completed_order(db, office, roster, flow={"acceptance_required": True})  # no visit step
+    with uow(db, office) as u:
+        settlement.manual_visit(u, ManualVisitIn(ticket_id=ticket.id, scores={"quality": 4}))
+    with uow(db, office) as u:
+        order = tickets.get_ticket(u, ticket.id)
+        assert (order.status, order.satisfaction, order.timeline[-1].action) == ("completed", 4, "visit")
+    assert [e["data"]["scores"] for e in outbox_events(db) if e["type"] == "ticket.visited"] == [{"quality": 4}]
+    with uow(db, office) as u:
+        fresh = tickets.create_ticket(u, TicketIn(type="repair", customer_id=uuid.uuid4(), description="x"), {
+            "customer_id": uuid.uuid4(), "customer_name": "x"})
+    with pytest.raises(Conflict), uow(db, office) as u:
+        settlement.manual_visit(u, ManualVisitIn(ticket_id=fresh.id, scores={"quality": 4}))
 
 
 def test_completion_opens_the_visit_when_it_is_the_next_step(db, office, roster):
@@ -213,3 +269,49 @@ def test_settlement_approvers_by_role_or_by_name(db, office, roster):
         settlement.approve_settlement(u, ticket.id, None)
     with uow(db, office) as u:  # the named dispatcher may, whatever the role rule says
         assert settlement.approve_settlement(u, ticket.id, "核对").approved_by == office.actor_id
+
+
+def test_the_service_report_goes_to_the_customer_by_email_or_sms(db, office, roster):
+    ticket = completed_order(db, office, roster)
+
+    def send(ctx=office, **body):
+        with uow(db, ctx) as u:
+            return settlement.send_report(u, ticket.id, parse(ReportSendIn, body))
+
+    by_sms = send(channel="sms")  # to the order's contact phone
+    assert (by_sms["to"], by_sms["locale"]) == ("13800138000", "zh-CN")
+    assert by_sms["report_path"] == f"/api/v1/public/service-reports/{by_sms['token']}"
+    by_email = send(channel="email", to="Wang.Li@Example.COM", locale="en")
+    assert by_email["to"] == "Wang.Li@example.com" and by_email["token"] == by_sms["token"]  # one link per order
+    assert by_email["report_path"].endswith("?locale=en")
+    assert send(channel="sms", to="+86 139-1234-5678")["to"] == "13912345678"
+    for body in ({"channel": "email"}, {"channel": "email", "to": "not-an-address"}, {"channel": "sms", "to": "12345"}):
+        with pytest.raises(ValidationFailed) as err:
+            send(**body)
+        assert err.value.errors[0]["field"] == "to"
+    with pytest.raises(ValidationFailed) as err:
+        send(channel="fax")
+    assert err.value.errors[0]["field"] == "channel"
+    with pytest.raises(Forbidden):
+        send(roster.as_(ticket.assignee_id), channel="sms")
+
+    sent = [e for e in outbox_events(db) if e["type"] == "service_report.sent"]
+    assert [(e["data"]["channel"], e["data"]["recipient_email"], e["data"]["recipient_phone"], e["data"]["locale"])
+            for e in sent] == [("sms", None, "13800138000", "zh-CN"), ("email", "Wang.Li@example.com", None, "en"),
+                               ("sms", None, "13912345678", "zh-CN")]
+    assert sent[1]["data"]["number"] == ticket.number and sent[1]["data"]["customer_name"] == "申能物业"
+    assert sent[1]["data"]["contact_name"] == "王经理" and sent[1]["data"]["report_path"] == by_email["report_path"]
+    with uow(db, office) as u:
+        lines = [(e.action, e.actor_role, e.note, e.data["channel"]) for e in tickets.get_ticket(u, ticket.id).timeline
+                 if e.action == "send_report"]
+    assert lines[:2] == [("send_report", "dispatcher", "服务报告已通过短信发送至 13800138000", "sms"),
+                         ("send_report", "dispatcher", "服务报告已通过邮件发送至 Wang.Li@example.com", "email")]
+
+
+def test_no_report_is_sent_before_the_work_is_done(db, office):
+    with uow(db, office) as u:
+        fresh = tickets.create_ticket(u, TicketIn(type="repair", customer_id=uuid.uuid4(), description="x"), {
+            "customer_id": uuid.uuid4(), "customer_name": "x", "contact_phone": "13800138000"})
+    with pytest.raises(Conflict), uow(db, office) as u:
+        settlement.send_report(u, fresh.id, ReportSendIn(channel="sms"))
+    assert [e for e in outbox_events(db) if e["type"] == "service_report.sent"] == []

@@ -200,6 +200,9 @@ class Ticket(TenantScoped, Base):
     satisfaction: Mapped[int | None]
     visit_comment: Mapped[str | None] = mapped_column(sa.Text)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # 补录: work done before it was recorded, entered afterwards and verified by the office (no SLA, no
+    # dispatch; its events say so).
+    backfilled: Mapped[bool] = mapped_column(default=False)
     # Optimistic locking: of two concurrent updates of one order, the second fails (409).
     version: Mapped[int] = mapped_column(default=1)
     __mapper_args__ = {"version_id_col": version}

@@ -300,6 +300,7 @@ class TicketOut(OutSchema):
     assistant_ids: list[uuid.UUID]
     team_id: uuid.UUID | None
     branch_id: uuid.UUID | None
+    backfilled: bool = False  # 补录: entered after the work was done
     outsource_status: str | None
     reassignment_request: dict | None
     pool_team_id: uuid.UUID | None

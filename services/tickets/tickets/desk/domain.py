@@ -6,6 +6,7 @@ from enum import StrEnum
 
 from dateutil import rrule as rr
 
+from svc_common.addresses import normalize_email, normalize_phone
 from svc_common.errors import Conflict, Forbidden, field_error
 
 CENT = Decimal("0.01")
@@ -62,6 +63,8 @@ COMPONENTS: dict[str, tuple[str, str, list[dict]]] = {
         {"key": "content", "label": "投诉内容", "kind": "text", "required": True}]),
 }
 DESK_ROLES = frozenset({"admin", "dispatcher"})
+# Who acts on the no-login portal pages (the rating page): the customer, with no staff rights at all.
+CUSTOMER_ROLE = "customer"
 DEFAULT_DIMENSIONS = [{"key": "quality", "label": "服务质量", "label_en": "Quality"},
                       {"key": "efficiency", "label": "服务效率", "label_en": "Efficiency"},
                       {"key": "attitude", "label": "服务态度", "label_en": "Attitude"}]
@@ -232,3 +235,36 @@ def validate_components(enabled: list[str], values: dict | None, partial: bool =
     if errors:
         raise ValidationFailed("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors)
     return out
+
+
+# -- back-filled orders (补录) ----------------------------------------------------------------------
+
+# A back-filled work order waits for the office in this state: outside the dispatch queues, the pool
+# and the SLA scans (no deadlines); only the desk's verification moves it (completed, or cancelled).
+PENDING_VERIFICATION = "pending_verification"
+
+
+def check_backfill_time(done_at: dt.datetime, now: dt.datetime) -> None:
+    if done_at > now:
+        raise field_error("done_at", "a back-filled record is for work already done")
+
+
+# -- sending the service report ------------------------------------------------------------------------
+
+def report_recipient(channel: str, to: str | None, contact_phone: str | None) -> str:
+    """Where the report goes: `to`, else the order's contact (its phone, for SMS; customers keep no
+    e-mail address yet). A bad or missing address is a 422 naming `to`."""
+    if channel == "email":
+        if not to:
+            raise field_error("to", "the customer has no e-mail address on record; give one")
+        email = normalize_email(to)
+        if email is None:
+            raise field_error("to", "not a valid e-mail address")
+        return email
+    phone = to or contact_phone
+    if not phone:
+        raise field_error("to", "the order has no contact phone; give one")
+    normalized = normalize_phone(phone)
+    if normalized is None:
+        raise field_error("to", "not a mobile number (11-digit mainland number or +<country code><number>)")
+    return normalized

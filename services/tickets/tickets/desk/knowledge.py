@@ -176,6 +176,10 @@ def create_announcement(uow: UnitOfWork, data: AnnouncementIn) -> Announcement:
                        published_at=utcnow())
     uow.session.add(row)
     uow.session.flush()
+    # notify puts it in every addressee's inbox: committed with the announcement, or not at all
+    uow.emit("announcement.published", {
+        "announcement_id": row.id, "title": row.title, "summary": row.body[:200], "audience": row.audience,
+        "team_ids": row.team_ids, "roles": row.roles, "author_id": row.author_id})
     return row
 
 

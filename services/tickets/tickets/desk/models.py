@@ -301,3 +301,7 @@ class ServiceRecord(TenantScoped, Base):
     verify_note: Mapped[str | None] = mapped_column(sa.Text)
     verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The work order it is (backfilled, waiting for verification until verified); None for records
+    # entered before back-fills became work orders.
+    ticket_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, index=True)
+    ticket_number: Mapped[str | None] = mapped_column(sa.String(30))

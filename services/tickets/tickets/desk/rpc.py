@@ -29,9 +29,9 @@ from . import settlement as money
 from .schemas import (
     AnnouncementIn, AnnouncementOut, ArticleIn, ArticleOut, ArticlePatch, BatchSettleIn, ComponentsIn, ConvertIn,
     DeskSettingsIn, DeskSettingsOut, ManualVisitIn, NoteTemplateIn, NoteTemplateOut, OccurrenceOut, OptionalNoteIn,
-    PlanIn, PlanOut, RequestAssignIn, RequestCompleteIn, RequestIn, RequestNoteIn, RequestNoteOut, RequestOut,
-    RequestReasonIn, ReportTemplateIn, ReportTemplateOut, RequestTypeIn, ServiceRecordIn, ServiceRecordOut,
-    RequestTypeOut, SettlementIn, SettlementOut, VisitOut, VisitRateIn,
+    PlanIn, PlanOut, ReportSendIn, ReportSentOut, RequestAssignIn, RequestCompleteIn, RequestIn, RequestNoteIn,
+    RequestNoteOut, RequestOut, RequestReasonIn, ReportTemplateIn, ReportTemplateOut, RequestTypeIn, ServiceRecordIn,
+    ServiceRecordOut, RequestTypeOut, SettlementIn, SettlementOut, VisitOut, VisitRateIn,
 )
 
 log = logging.getLogger(__name__)
@@ -373,16 +373,20 @@ class DeskRpc:
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def submit_service_record(self, record):
         data = parse(ServiceRecordIn, record)
+        snapshot = self._snapshot(data.customer_id, data.equipment_id)
         with self._uow() as uow:
-            return dump(ServiceRecordOut, records.submit(uow, data))
+            return dump(ServiceRecordOut, records.submit(uow, data, snapshot))
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def verify_service_record(self, record_id, approve, verification=None):
         if not isinstance(approve, bool):
             raise field_error("approve", "must be true or false")
-        with self._uow() as uow:
-            return dump(ServiceRecordOut, records.verify(uow, parse_id(record_id, "record_id"), approve,
-                                                         parse(OptionalNoteIn, verification).note))
+        try:
+            with self._uow() as uow:
+                return dump(ServiceRecordOut, records.verify(uow, parse_id(record_id, "record_id"), approve,
+                                                             parse(OptionalNoteIn, verification).note))
+        except StaleDataError:
+            raise _stale() from None
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def list_service_records(self, status=None, customer_id=None, equipment_id=None, offset=0, limit=50):
@@ -514,12 +518,14 @@ class DeskRpc:
             uow, event.payload().ticket_id))
 
     def _public_uow(self, token: str):
-        """The rating page has no login: the token names the visit and so the tenant."""
+        """The rating page has no login: the token names the visit and so the tenant, and the caller is
+        the customer (no user, no staff rights; so recorded on the timeline and in the events)."""
         with self.platform.db.session(None) as session:
             visit = money.visit_by_token(session, str(token))
-        # The customer acts through the desk's return-visit step (visit_ticket is an office action).
-        return UnitOfWork(self.platform.db, RequestContext(tenant_id=visit.tenant_id, actor_role="dispatcher",
-                                                           correlation_id=f"visit-{visit.id}"))
+        data = self.platform.worker_ctx.data
+        return UnitOfWork(self.platform.db, RequestContext(
+            tenant_id=visit.tenant_id, actor_role=domain.CUSTOMER_ROLE,
+            correlation_id=data.get("correlation_id") or f"visit-{visit.id}", locale=data.get("locale") or "zh-CN"))
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def public_get_visit(self, token):
@@ -644,7 +650,7 @@ class DeskRpc:
     def _report_data(self, ticket_id: uuid.UUID) -> dict:
         """What a report shows: the order, its settlement, signature, technician, named parts and items."""
         with self._uow() as uow:
-            ticket = tickets.get_ticket(uow, ticket_id)
+            ticket = tickets.require_visible(uow, tickets.get_ticket(uow, ticket_id))
             order = dump(TicketOut, ticket)
             fees = None
             try:
@@ -683,10 +689,29 @@ class DeskRpc:
                 "content_base64": base64.b64encode(content).decode()}
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
-    def service_report_pdf(self, ticket_id, locale="zh-CN"):
+    def service_report_pdf(self, ticket_id=None, locale="zh-CN", token=None):
+        """The report PDF (base64) of an order of the caller's tenant, or of the order behind a portal
+        link's `token`. Services call it as the system: notify, for `service_report.sent`, with the
+        event's tenant in the context data and `ticket_id`, or with only the `token`."""
         if locale not in reports_pdf.TEXT:
             raise field_error("locale", "zh-CN or en")
+        if token is not None:
+            return self._render_report(self._report_data(self._act_for_link(token)), locale)
+        if ticket_id is None:
+            raise field_error("ticket_id", "give ticket_id or token")
         return self._render_report(self._report_data(parse_id(ticket_id, "ticket_id")), locale)
+
+    def _act_for_link(self, token) -> uuid.UUID:
+        """The order behind a report link. From here on the call acts as the system of the link's tenant,
+        for our reads and for the inventory calls naming the parts (nameko passes the worker's context
+        data along); a caller of another tenant does not find the link."""
+        with self.platform.db.session(None) as session:
+            link = money.report_link_by_token(session, str(token))
+        data = self.platform.worker_ctx.data
+        if data.get("tenant_id") and str(data["tenant_id"]) != str(link.tenant_id):
+            raise NotFound("this report link is unknown", [{"field": "token", "message": "not found"}])
+        data.update({"tenant_id": str(link.tenant_id), "actor_role": "system"})
+        return link.ticket_id
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def service_report_link(self, ticket_id):
@@ -695,16 +720,22 @@ class DeskRpc:
             return {"ticket_id": str(row.ticket_id), "token": row.token}
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
+    def send_service_report(self, ticket_id, sending):
+        """By e-mail or SMS to the customer: `service_report.sent` (notify delivers it) and a timeline line."""
+        data = parse(ReportSendIn, sending)
+        try:
+            with self._uow() as uow:
+                return dump(ReportSentOut, money.send_report(uow, parse_id(ticket_id, "ticket_id"), data))
+        except StaleDataError:
+            raise _stale() from None
+
+    @rpc(expected_exceptions=EXPECTED_ERRORS)
     def public_service_report(self, token, locale="zh-CN"):
         """The customer's portal link: the token names the order (and so the tenant)."""
         if locale not in reports_pdf.TEXT:
             raise field_error("locale", "zh-CN or en")
-        with self.platform.db.session(None) as session:
-            link = money.report_link_by_token(session, str(token))
-        # From here on this call acts as the system of the link's tenant, for our reads and for the
-        # inventory calls naming the parts (nameko passes the worker's context data along).
-        self.platform.worker_ctx.data.update({"tenant_id": str(link.tenant_id), "actor_role": "system"})
-        return self._render_report(self._report_data(link.ticket_id), locale)
+        self.platform.worker_ctx.data.pop("tenant_id", None)  # the portal's caller has none; the link's counts
+        return self._render_report(self._report_data(self._act_for_link(token)), locale)
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def report_template_fields(self, type=None):

@@ -317,6 +317,24 @@ class VisitOut(OutSchema):
     rated_at: dt.datetime | None
 
 
+# -- sending the service report to the customer ------------------------------------------------------
+
+class ReportSendIn(Schema):
+    channel: Literal["email", "sms"]
+    to: Annotated[str, StringConstraints(min_length=3, max_length=254)] | None = None  # default: the order's contact
+    locale: Literal["zh-CN", "en"] = "zh-CN"
+
+
+class ReportSentOut(OutSchema):
+    ticket_id: uuid.UUID
+    number: str
+    channel: str
+    to: str
+    locale: str
+    token: str
+    report_path: str
+
+
 # -- knowledge base and announcements -----------------------------------------------------------------
 
 ShortList = list[Annotated[str, StringConstraints(min_length=1, max_length=60)]]
@@ -441,6 +459,8 @@ class ServiceRecordOut(OutSchema):
     verify_note: str | None
     verified_at: dt.datetime | None
     created_at: dt.datetime
+    ticket_id: uuid.UUID | None  # the work order it is (waiting for verification until verified)
+    ticket_number: str | None
 
 
 class ComponentsIn(Schema):

@@ -13,14 +13,14 @@ from svc_common.db import utcnow
 from svc_common.errors import Conflict, Forbidden, NotFound, field_error
 from svc_common.uow import UnitOfWork
 from tickets import handlers as tickets
-from tickets.domain import DONE_STATES, Flow, Status
-from tickets.models import Ticket
-from tickets.schemas import MoneyLineIn, SettleIn, VisitIn
+from tickets.domain import DONE_STATES, Action, Flow, Status
+from tickets.models import Ticket, TimelineEntry
+from tickets.schemas import MoneyLineIn, SettleIn
 
 from . import domain
 from .handlers import get_settings
 from .models import ReportLink, ReturnVisit, Settlement
-from .schemas import ManualVisitIn, SettlementIn, VisitRateIn
+from .schemas import ManualVisitIn, ReportSendIn, SettlementIn, VisitRateIn
 
 SETTLEABLE = frozenset({Status.COMPLETED.value, Status.APPROVED.value})
 
@@ -59,7 +59,7 @@ def build_settlement(uow: UnitOfWork, ticket_id: uuid.UUID, stage: str, data: Se
     if stage == "final" and ticket.status not in SETTLEABLE:
         raise Conflict(f"work order {ticket.number} is {ticket.status}; settle it after completion",
                        [{"field": "status", "message": f"work order is {ticket.status}"}])
-    if stage == "quote" and Status(ticket.status) in DONE_STATES | {Status.CANCELLED}:
+    if stage == "quote" and ticket.status in DONE_STATES | {Status.CANCELLED}:
         raise Conflict("a quote is given before the work",
                        [{"field": "status", "message": f"work order is {ticket.status}"}])
     warranty = data.warranty if data.warranty is not None else ticket.under_warranty
@@ -247,33 +247,54 @@ def visit_after_completion(uow: UnitOfWork, ticket_id: uuid.UUID) -> ReturnVisit
     """On ticket.completed: types whose next step is the return visit get their rating link now
     (types with settlement get it when settled; with an approval step, the desk asks by hand)."""
     ticket = tickets.get_ticket(uow, ticket_id)
+    if ticket.backfilled:
+        return None  # 补录: the work was done long ago; no rating link is texted for it
     flow = _flow(uow, ticket)
     if not flow.return_visit or flow.settlement or flow.approval_required or not get_settings(uow).auto_return_visit:
         return None
     return request_visit(uow, ticket.id)
 
 
-def _rate(uow: UnitOfWork, visit: ReturnVisit, data: VisitRateIn) -> ReturnVisit:
+def _visit_order(uow: UnitOfWork, ticket: Ticket, visit: ReturnVisit, by_customer: bool) -> None:
+    """回访 on the order: its `visit` step when its type has one, and `ticket.visited` with the stars per
+    dimension and the tags either way (satisfaction reports count every rating)."""
+    if ticket.status not in DONE_STATES:
+        raise Conflict(f"work order {ticket.number} is {ticket.status}; return visits follow completion",
+                       [{"field": "status", "message": f"work order is {ticket.status}"}])
+    comment = "；".join(p for p in (" ".join(visit.tags), visit.comment or "") if p) or None
+    details = {"satisfaction": visit.satisfaction, "scores": visit.scores, "tags": visit.tags,
+               "by_customer": by_customer}
+    if _flow(uow, ticket).return_visit:
+        tickets._after(uow, ticket, Action.VISIT, comment, **details)
+    else:
+        tickets._record(uow, ticket, Action.VISIT, ticket.status, comment, **details)
+    now = utcnow()
+    ticket.visited_at, ticket.satisfaction, ticket.visit_comment = now, visit.satisfaction, comment
+    uow.session.flush()
+    uow.emit("ticket.visited", {**tickets.event_fields(ticket), "visited_at": now, "comment": visit.comment,
+                                **details})
+
+
+def _rate(uow: UnitOfWork, visit: ReturnVisit, data: VisitRateIn, by_customer: bool) -> ReturnVisit:
     settings = get_settings(uow)
     scores = domain.check_scores(data.scores, settings.satisfaction_dimensions)
     allowed = set(settings.satisfaction_tags)
     for i, tag in enumerate(data.tags):
         if tag not in allowed:
             raise field_error(f"tags.{i}", "not one of the tenant's quick tags")
-    visit.scores, visit.tags, visit.comment = scores, list(data.tags), data.comment
+    visit.scores, visit.tags, visit.comment = scores, list(dict.fromkeys(data.tags)), data.comment
     visit.satisfaction = domain.overall_satisfaction(scores)
     visit.status, visit.rated_at = "rated", utcnow()
-    ticket = tickets.get_ticket(uow, visit.ticket_id)
-    if _flow(uow, ticket).return_visit:
-        comment = "；".join(p for p in (" ".join(visit.tags), data.comment or "") if p) or None
-        tickets.visit_ticket(uow, ticket.id, VisitIn(satisfaction=visit.satisfaction, comment=comment))
+    _visit_order(uow, tickets.get_ticket(uow, visit.ticket_id), visit, by_customer)
     uow.session.flush()
     return visit
 
 
 def manual_visit(uow: UnitOfWork, data: ManualVisitIn) -> ReturnVisit:
+    """回访 by phone: the desk enters what the customer said."""
     domain.require_desk(uow.ctx.actor_role)
     ticket = tickets.get_ticket(uow, data.ticket_id)
+    tickets._require_office(uow, ticket)
     visit = uow.session.scalar(sa.select(ReturnVisit).where(ReturnVisit.ticket_id == ticket.id,
                                                             ReturnVisit.status == "requested"))
     if visit is None:
@@ -281,7 +302,7 @@ def manual_visit(uow: UnitOfWork, data: ManualVisitIn) -> ReturnVisit:
                             created_at=utcnow())
         uow.session.add(visit)
     visit.mode, visit.token, visit.visitor_id = "manual", None, uow.ctx.actor_id
-    return _rate(uow, visit, data)
+    return _rate(uow, visit, data, by_customer=False)
 
 
 def visit_by_token(session, token: str) -> ReturnVisit:
@@ -293,10 +314,15 @@ def visit_by_token(session, token: str) -> ReturnVisit:
 
 
 def rate_by_token(uow: UnitOfWork, token: str, data: VisitRateIn) -> ReturnVisit:
+    """The customer rates on the portal page: the token is their only key, and it rates this visit only."""
+    if uow.ctx.actor_role != domain.CUSTOMER_ROLE:
+        raise Forbidden("the rating page is the customer's")
     visit = visit_by_token(uow.session, token)
+    if visit.tenant_id != uow.ctx.tenant_id:
+        raise NotFound("this rating link is unknown or used", [{"field": "token", "message": "not found"}])
     if visit.status != "requested":
         raise Conflict("already rated, thank you", [{"field": "token", "message": "already rated"}])
-    return _rate(uow, visit, data)
+    return _rate(uow, visit, data, by_customer=True)
 
 
 def list_visits(uow: UnitOfWork, ticket_id: uuid.UUID | None, status: str | None, offset: int, limit: int
@@ -330,3 +356,30 @@ def report_link_by_token(session, token: str) -> ReportLink:
     if row is None:
         raise NotFound("this report link is unknown", [{"field": "token", "message": "not found"}])
     return row
+
+
+def send_report(uow: UnitOfWork, ticket_id: uuid.UUID, data: ReportSendIn) -> dict:
+    """The service report to the customer by e-mail (notify attaches the PDF) or SMS (the portal link):
+    the order's portal link, `service_report.sent` for notify, and a line on the order's timeline."""
+    domain.require_desk(uow.ctx.actor_role)
+    ticket = tickets.get_ticket(uow, ticket_id)
+    if ticket.status not in DONE_STATES:
+        raise Conflict(f"work order {ticket.number} is {ticket.status}; its report follows completion",
+                       [{"field": "status", "message": f"work order is {ticket.status}"}])
+    to = domain.report_recipient(data.channel, data.to, ticket.contact_phone)
+    link = report_link(uow, ticket.id)
+    path = f"/api/v1/public/service-reports/{link.token}" + ("?locale=en" if data.locale == "en" else "")
+    by_email = data.channel == "email"
+    ticket.timeline.append(TimelineEntry(
+        seq=len(ticket.timeline) + 1, action="send_report", from_status=ticket.status, to_status=ticket.status,
+        actor_id=uow.ctx.actor_id, actor_role=uow.ctx.actor_role,
+        note=f"服务报告已通过{'邮件' if by_email else '短信'}发送至 {to}",
+        data={"channel": data.channel, "to": to, "locale": data.locale}, at=utcnow()))
+    uow.session.flush()
+    uow.emit("service_report.sent", {
+        "ticket_id": ticket.id, "number": ticket.number, "customer_id": ticket.customer_id,
+        "customer_name": ticket.customer_name, "channel": data.channel,
+        "recipient_email": to if by_email else None, "recipient_phone": None if by_email else to,
+        "contact_name": ticket.contact_name, "report_path": path, "locale": data.locale})
+    return {"ticket_id": ticket.id, "number": ticket.number, "channel": data.channel, "to": to,
+            "locale": data.locale, "token": link.token, "report_path": path}
