@@ -5,13 +5,16 @@ to every ORM query of a TenantScoped model and stamps (or checks) it on every ne
 so a handler cannot read or write another tenant's data by forgetting a filter.
 """
 import datetime as dt
+import math
 import os
 import threading
+import time
 import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import (
     Mapped,
     ORMExecuteState,
@@ -21,6 +24,7 @@ from sqlalchemy.orm import (
     sessionmaker,
     with_loader_criteria,
 )
+from sqlalchemy.sql.expression import Insert
 
 from .settings import get_settings
 
@@ -106,6 +110,8 @@ class PlatformTables:
                      postgresql_where=sa.text("published_at IS NULL"),
                      sqlite_where=sa.text("published_at IS NULL")),
         )
+        # Built once, values as parameters: every emit runs it, its cache key is computed once.
+        self.outbox_insert = self.outbox.insert()
         # Idempotent consumers: one row per (consumer, event) in the effect's transaction.
         self.processed_events = sa.Table(
             "processed_events", metadata,
@@ -122,50 +128,135 @@ class PlatformTables:
         )
 
 
+class InsertIfAbsent(Insert):
+    """INSERT ... ON CONFLICT DO NOTHING (PostgreSQL and SQLite) that SQLAlchemy can cache.
+
+    The dialects' own `insert().on_conflict_do_nothing()` constructs opt out of the compiled-statement
+    cache, so every consumer's claim was compiled anew (a tenth of a consumer's CPU per event). This
+    one is the standard, cacheable INSERT (column defaults included) with the clause appended."""
+    inherit_cache = True
+
+
+@compiles(InsertIfAbsent)
+def _compile_insert_if_absent(element, compiler, **kw):
+    return compiler.visit_insert(element, **kw) + " ON CONFLICT DO NOTHING"
+
+
+_INSERTS_IF_ABSENT: dict[sa.Table, InsertIfAbsent] = {}
+
+
 def insert_if_absent(session: Session, table: sa.Table, values: dict) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING (PostgreSQL and SQLite); True if the row was inserted."""
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
+    if dialect not in ("postgresql", "sqlite"):
         raise NotImplementedError(dialect)
-    return session.execute(insert(table).values(**values).on_conflict_do_nothing()).rowcount == 1
+    # One statement object per table, values as parameters: its cache key is computed once.
+    statement = _INSERTS_IF_ABSENT.get(table)
+    if statement is None:
+        statement = _INSERTS_IF_ABSENT.setdefault(table, InsertIfAbsent(table))
+    return session.execute(statement, values).rowcount == 1
 
 
 def next_document_number(session: Session, tables: PlatformTables, tenant_id: uuid.UUID,
-                         kind: str, prefix: str, width: int = 6) -> str:
+                         kind: str, prefix: str, width: int = 6, blocks: "NumberBlocks | None" = None) -> str:
     """The next number of a tenant's document series (unique; a rolled-back document leaves a gap).
 
     On PostgreSQL the counter is bumped in its own short transaction: inside the caller's
     transaction its row lock would be held to the end and serialize every create of the tenant.
-    SQLite has one writer anyway, so there it stays in the caller's transaction.
+    With `blocks` (what a unit of work passes) that short transaction reserves several numbers at
+    once when the series is busy, see NumberBlocks. SQLite has one writer anyway, so there it stays
+    in the caller's transaction, one number at a time.
     """
     if session.get_bind().dialect.name == "sqlite":
         value = _bump_counter(session, tables, tenant_id, kind)
+    elif blocks is not None:
+        value = blocks.take(session.get_bind(), tables, tenant_id, kind)
     else:
         with Session(session.get_bind()) as own, own.begin():
             value = _bump_counter(own, tables, tenant_id, kind)
     return f"{prefix}{value:0{width}d}"
 
 
-def _bump_counter(session: Session, tables: PlatformTables, tenant_id: uuid.UUID, kind: str) -> int:
+def _bump_counter(session: Session, tables: PlatformTables, tenant_id: uuid.UUID, kind: str, by: int = 1) -> int:
+    """Add `by` to the series' counter; returns its new value (the last number reserved)."""
     counters = tables.document_counters
     value = session.execute(
         sa.update(counters)
         .where(counters.c.tenant_id == tenant_id, counters.c.kind == kind)
-        .values(last_value=counters.c.last_value + 1)
+        .values(last_value=counters.c.last_value + by)
         .returning(counters.c.last_value)
     ).scalar()
     if value is None:
         try:
             with session.begin_nested():
-                session.execute(sa.insert(counters).values(tenant_id=tenant_id, kind=kind, last_value=1))
-            value = 1
+                session.execute(sa.insert(counters).values(tenant_id=tenant_id, kind=kind, last_value=by))
+            value = by
         except sa.exc.IntegrityError:  # another transaction created the series first
-            return _bump_counter(session, tables, tenant_id, kind)
+            return _bump_counter(session, tables, tenant_id, kind, by)
     return value
+
+
+class _Series:
+    def __init__(self):
+        self.lock = threading.Lock()  # green under eventlet's monkey patching
+        self.next, self.end = 1, 0     # numbers next..end are reserved for this process
+        self.size, self.refilled_at = 0, None
+        self.waiting = 0
+
+
+class NumberBlocks:
+    """Document numbers from blocks that this process reserves in the counter row (PostgreSQL).
+
+    A reservation is one short transaction. Its size follows the series' rate: about
+    HORIZON_SECONDS of this process's recent creates (at most MAX_BLOCK), and 1 for a quiet series,
+    so a quiet tenant gets consecutive numbers and a busy one pays for a reservation every quarter
+    of a second instead of on every create. Numbers stay unique across processes; they are
+    consecutive within a process, interleave by blocks across instances, and the unused rest of a
+    block is a gap if the process dies (a graceful stop gives it back when no one reserved after it).
+    """
+    HORIZON_SECONDS = 0.25
+    MAX_BLOCK = 50
+
+    def __init__(self):
+        self._series: dict[tuple[uuid.UUID, str], _Series] = {}
+
+    def take(self, engine: sa.Engine, tables: PlatformTables, tenant_id: uuid.UUID, kind: str) -> int:
+        series = self._series.get((tenant_id, kind))
+        if series is None:
+            series = self._series.setdefault((tenant_id, kind), _Series())
+        series.waiting += 1
+        with series.lock:
+            series.waiting -= 1
+            if series.next > series.end:
+                size = self._next_size(series)
+                with Session(engine) as own, own.begin():
+                    end = _bump_counter(own, tables, tenant_id, kind, size)
+                series.next, series.end, series.size = end - size + 1, end, size
+                series.refilled_at = time.monotonic()
+            value = series.next
+            series.next += 1
+            return value
+
+    def _next_size(self, series: _Series) -> int:
+        size = 1
+        if series.refilled_at is not None:
+            elapsed = max(time.monotonic() - series.refilled_at, 1e-3)
+            size = math.ceil(round(series.size * self.HORIZON_SECONDS / elapsed, 6))
+        # Those queued behind this reservation each need a number too.
+        return max(1, min(self.MAX_BLOCK, max(size, series.waiting + 1)))
+
+    def release(self, engine: sa.Engine, tables: PlatformTables) -> None:
+        """Give back the unused rest of each block if no one reserved numbers after it (on stop)."""
+        counters = tables.document_counters
+        for (tenant_id, kind), series in list(self._series.items()):
+            with series.lock:
+                if series.next > series.end:
+                    continue
+                with Session(engine) as own, own.begin():
+                    own.execute(sa.update(counters).where(
+                        counters.c.tenant_id == tenant_id, counters.c.kind == kind,
+                        counters.c.last_value == series.end).values(last_value=series.next - 1))
+                series.end = series.next - 1
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -231,10 +322,16 @@ class Database:
         self.tables = tables
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
         self.outbox_written = threading.Event()
+        self.numbers = NumberBlocks()
 
     def session(self, tenant_id: uuid.UUID | None) -> Session:
         """A session scoped to `tenant_id`; None only for platform work (relay, migrations)."""
         return self.session_factory(info={"tenant_id": tenant_id})
+
+    def release_numbers(self) -> None:
+        """Give back reserved, unused document numbers (see NumberBlocks); on a graceful stop."""
+        if self.engine.dialect.name != "sqlite":
+            self.numbers.release(self.engine, self.tables)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -44,26 +44,49 @@ class WorkerPlatform:
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.db, self.ctx)
 
-    def handle_once(self, envelope: dict, handler: Callable[[UnitOfWork, EventEnvelope], object]) -> None:
+    def handle_once(self, envelope: dict, handler: Callable[[UnitOfWork, EventEnvelope], object],
+                    relevant: Callable[[UnitOfWork, EventEnvelope], bool] | None = None) -> None:
         """Run `handler(uow, event)` for a delivered event unless this consumer already has:
-        the claim commits with the handler's effect (or neither does)."""
+        the claim commits with the handler's effect (or neither does).
+
+        `relevant(uow, event)`, if given, is asked first, in the same transaction: an event it turns
+        down is acknowledged without a claim or any write (it has no effect, so a redelivery of it
+        changes nothing either). A consumer that ignores most events it receives saves a write each."""
         event = EventEnvelope.model_validate(envelope)
-        with self.event_uow(event) as uow:
+        with self.event_uow(event, claim=relevant is None) as uow:
+            if relevant is not None:
+                if not relevant(uow, event):
+                    self._consumed(event, "ignored")
+                    return
+                self.claim(uow, event)
             if not uow.duplicate:
                 handler(uow, event)
 
-    def event_uow(self, envelope: EventEnvelope) -> UnitOfWork:
-        """A unit of work for an event handler that has claimed the event (see `duplicate`)."""
-        consumer = f"{self.service_name}.{self.worker_ctx.entrypoint.method_name}"
+    def event_uow(self, envelope: EventEnvelope, claim: bool = True) -> UnitOfWork:
+        """A unit of work for an event handler that has claimed the event (see `duplicate`);
+        claim=False leaves the claim to the caller (`claim`)."""
         ctx = system_context(envelope.tenant_id, envelope.correlation_id)
         self.consumed = envelope
         uow = UnitOfWork(self.db, ctx)
-        fresh = uow.consume(consumer, envelope.event_id)
-        outcome = "ok" if fresh else "duplicate"
-        EVENTS_CONSUMED.labels(self.service_name, envelope.type, outcome).inc()
-        log.info("event consumed", extra={"event_type": envelope.type, "event_id": str(envelope.event_id),
-                                          "consumer": consumer, "outcome": outcome})
+        if claim:
+            self.claim(uow, envelope)
         return uow
+
+    def claim(self, uow: UnitOfWork, envelope: EventEnvelope) -> bool:
+        """Claim the event for this consumer in `uow`; False (and uow.duplicate) if already processed."""
+        fresh = uow.consume(self._consumer, envelope.event_id)
+        self._consumed(envelope, "ok" if fresh else "duplicate")
+        return fresh
+
+    @property
+    def _consumer(self) -> str:
+        return f"{self.service_name}.{self.worker_ctx.entrypoint.method_name}"
+
+    def _consumed(self, envelope: EventEnvelope, outcome: str) -> None:
+        # An ignored event counts as "ok" in the metric: consumed, nothing to do.
+        EVENTS_CONSUMED.labels(self.service_name, envelope.type, "duplicate" if outcome == "duplicate" else "ok").inc()
+        log.info("event consumed", extra={"event_type": envelope.type, "event_id": str(envelope.event_id),
+                                          "consumer": self._consumer, "outcome": outcome})
 
 
 class Platform(DependencyProvider):
@@ -95,6 +118,10 @@ class Platform(DependencyProvider):
         except Exception:
             pass
         self.relay.close()
+        try:  # the workers have finished: no number is taken after this
+            self.db.release_numbers()
+        except Exception:
+            log.warning("reserved document numbers not given back (a gap in the series)", exc_info=True)
 
     def kill(self):
         self._relay_stop.set()

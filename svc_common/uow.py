@@ -7,7 +7,6 @@ processed in the same transaction, which makes redelivery a no-op.
 import logging
 import uuid
 
-import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
@@ -33,6 +32,8 @@ class UnitOfWork:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
+                if not self.session.in_transaction():
+                    return  # nothing was read or written (an event turned down at once): nothing to commit
                 self.session.commit()
                 if self.emitted:
                     self.db.outbox_written.set()  # wake the relay now, not at its next poll
@@ -46,10 +47,27 @@ class UnitOfWork:
     # -- events -------------------------------------------------------------------------
     def emit(self, event_type: str, data: BaseModel | dict, version: int = 1) -> EventEnvelope:
         """Record an event for publication when (and only if) this transaction commits."""
+        return self.emit_many([(event_type, data)], version)[0]
+
+    def emit_many(self, events: list[tuple[str, BaseModel | dict]], version: int = 1) -> list[EventEnvelope]:
+        """Record several events (type, data) in one executemany: a fan-out of hundreds per transaction."""
+        envelopes = [self._envelope(event_type, data, version) for event_type, data in events]
+        if envelopes:
+            self.session.execute(self.db.tables.outbox_insert, [{
+                "event_id": e.event_id,
+                "tenant_id": e.tenant_id,
+                "type": e.type,
+                "exchange": exchange_of(e.type),
+                "envelope": e.model_dump(mode="json"),
+                "created_at": e.occurred_at,
+            } for e in envelopes])
+            self.emitted.extend(envelopes)
+        return envelopes
+
+    def _envelope(self, event_type: str, data: BaseModel | dict, version: int) -> EventEnvelope:
         contract = contract_for(event_type, version)
         raw = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
-        payload = contract.model_validate(raw).model_dump(mode="json")
-        envelope = EventEnvelope(
+        return EventEnvelope(
             event_id=uuid.uuid4(),
             type=event_type,
             schema_version=version,
@@ -57,18 +75,8 @@ class UnitOfWork:
             tenant_id=self.ctx.tenant_id,
             correlation_id=self.ctx.correlation_id,
             actor=Actor(id=self.ctx.actor_id, role=self.ctx.actor_role) if self.ctx.actor_role else None,
-            data=payload,
+            data=contract.model_validate(raw).model_dump(mode="json"),
         )
-        self.session.execute(sa.insert(self.db.tables.outbox).values(
-            event_id=envelope.event_id,
-            tenant_id=envelope.tenant_id,
-            type=event_type,
-            exchange=exchange_of(event_type),
-            envelope=envelope.model_dump(mode="json"),
-            created_at=envelope.occurred_at,
-        ))
-        self.emitted.append(envelope)
-        return envelope
 
     def consume(self, consumer: str, event_id: uuid.UUID) -> bool:
         """Claim an event for `consumer`; False (and `duplicate`) if it was already processed.
@@ -92,4 +100,5 @@ class UnitOfWork:
         return row
 
     def next_number(self, kind: str, prefix: str) -> str:
-        return next_document_number(self.session, self.db.tables, self.ctx.tenant_id, kind, prefix)
+        return next_document_number(self.session, self.db.tables, self.ctx.tenant_id, kind, prefix,
+                                    blocks=self.db.numbers)

@@ -588,17 +588,29 @@ HISTORY_EVENTS = ("ticket.created", "ticket.assigned", "ticket.checked_in", "tic
                   "ticket.cancelled", "ticket.closed", "ticket.reopened")
 
 
+# Events whose contract carries the order's equipment_id: an order's equipment is set when it is
+# created, so one of these without it is about an order without equipment, with no history to keep.
+EVENTS_WITH_EQUIPMENT = ("ticket.created", "ticket.completed")
+
+
+def history_equipment_id(uow: UnitOfWork, event_type: str, data: dict) -> uuid.UUID | None:
+    """The equipment whose history a ticket event belongs to, or None (most orders have none).
+    Cheap on purpose: every work-order event of every tenant comes through here."""
+    equipment_id = data.get("equipment_id")
+    if equipment_id:
+        return uuid.UUID(str(equipment_id))
+    if event_type in EVENTS_WITH_EQUIPMENT:
+        return None  # no query: the order has no equipment
+    return uow.session.scalar(sa.select(EquipmentHistory.equipment_id)
+                              .where(EquipmentHistory.ticket_id == uuid.UUID(str(data["ticket_id"]))).limit(1))
+
+
 def apply_ticket_event(uow: UnitOfWork, event_type: str, data: dict, occurred_at: dt.datetime) -> None:
     """Service history from tickets' events; a completed maintenance / inspection order restarts
     that interval. Events without equipment_id are matched by ticket to an earlier entry."""
     ticket_id = uuid.UUID(str(data["ticket_id"]))
-    equipment_id = data.get("equipment_id")
-    if equipment_id:
-        equipment = uow.session.get(Equipment, uuid.UUID(str(equipment_id)))
-    else:
-        known = uow.session.scalar(sa.select(EquipmentHistory.equipment_id)
-                                   .where(EquipmentHistory.ticket_id == ticket_id).limit(1))
-        equipment = uow.session.get(Equipment, known) if known else None
+    equipment_id = history_equipment_id(uow, event_type, data)
+    equipment = uow.session.get(Equipment, equipment_id) if equipment_id else None
     if equipment is None or equipment.tenant_id != uow.ctx.tenant_id:
         return  # not about equipment we know: nothing to record
     when = occurred_at

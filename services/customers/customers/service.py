@@ -422,8 +422,11 @@ class CustomersService(HealthRpc):
 
     # ------------------------------------------------------------------ service history
     def _history(self, envelope):
-        self.platform.handle_once(envelope, lambda uow, event: handlers.apply_ticket_event(
-            uow, event.type, event.data, event.occurred_at))
+        # Most orders have no equipment: their events are acknowledged without a claim or a write.
+        self.platform.handle_once(
+            envelope,
+            lambda uow, event: handlers.apply_ticket_event(uow, event.type, event.data, event.occurred_at),
+            relevant=lambda uow, event: handlers.history_equipment_id(uow, event.type, event.data) is not None)
 
     @on_event("tickets", "ticket.created")
     def on_ticket_created(self, envelope):

@@ -94,3 +94,37 @@ def test_equipment_custom_fields_are_validated_on_register_and_update(db):
     assert updated.custom_fields == {"floor": "3"} and updated.status == "inactive"
     assert outbox_events(db)[-1]["type"] == "equipment.updated"
     assert set(outbox_events(db)[-1]["data"]["changed"]) == {"custom_fields", "status"}
+
+
+def ticket_event(tenant_id, event_type: str, data: dict, event_id=None) -> dict:
+    return {"event_id": str(event_id or uuid.uuid4()), "type": event_type, "schema_version": 1,
+            "occurred_at": "2026-11-22T10:00:00+00:00", "tenant_id": str(tenant_id), "data": data}
+
+
+def test_service_history_ignores_orders_without_equipment_without_writing_and_keeps_the_rest_once(db):
+    import sqlalchemy as sa
+    office = context(role="dispatcher")
+    eq = equipment_due(db, office, 30)
+    worker = service_worker(CustomersService, db, office, method="on_ticket_created")
+    base = {"number": "WO000001", "type": "repair", "customer_id": str(uuid.uuid4()), "customer_name": "申能"}
+
+    # An order without equipment: nothing to record, and nothing written for it (no claim either).
+    plain = str(uuid.uuid4())
+    worker.on_ticket_created(ticket_event(office.tenant_id, "ticket.created", {**base, "ticket_id": plain}))
+    worker.on_ticket_assigned(ticket_event(office.tenant_id, "ticket.assigned", {
+        **base, "ticket_id": plain, "technician_id": str(uuid.uuid4()), "assigned_by": str(office.actor_id)}))
+    with db.session(None) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(db.tables.processed_events)) == 0
+
+    # An order for the equipment: recorded once, however often the event comes.
+    with_equipment = ticket_event(office.tenant_id, "ticket.created",
+                                  {**base, "ticket_id": str(uuid.uuid4()), "equipment_id": str(eq.id)})
+    worker.on_ticket_created(with_equipment)
+    worker.on_ticket_created(with_equipment)  # redelivered
+    # A later event carries no equipment_id: found by the order's earlier entry.
+    worker.on_ticket_assigned(ticket_event(office.tenant_id, "ticket.assigned", {
+        **base, "ticket_id": with_equipment["data"]["ticket_id"], "technician_id": str(uuid.uuid4()),
+        "assigned_by": str(office.actor_id)}))
+    with uow(db, office) as u:
+        assert sorted(h.event_type for h in handlers.equipment_history(u, eq.id)) == [
+            "ticket.assigned", "ticket.created"]

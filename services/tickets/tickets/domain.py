@@ -23,6 +23,7 @@ class Status(StrEnum):
     VISITED = "visited"                     # return visit done
     CLOSED = "closed"
     CANCELLED = "cancelled"
+    PENDING_VERIFICATION = "pending_verification"  # 补录 awaiting the office's verification (desk/records.py)
 
 
 class Action(StrEnum):

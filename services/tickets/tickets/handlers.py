@@ -17,6 +17,7 @@ from svc_common.errors import Conflict, Forbidden, NotFound, ValidationFailed, f
 from svc_common.uow import UnitOfWork
 
 from . import domain, spatial
+from .config_cache import CACHE, SettingsView, TeamView, TypeView
 from .domain import Action, Flow, Status
 from .models import (
     CustomerReplica, EquipmentReplica, PartUsed, StoredFile, TeamReplica, Technician, Ticket, TicketType,
@@ -106,6 +107,11 @@ def get_settings(uow: UnitOfWork) -> TenantSettings:
     return row
 
 
+def settings_view(uow: UnitOfWork) -> SettingsView:
+    """The settings to apply (read-only, cached per process: see config_cache)."""
+    return CACHE.get(uow, "settings", lambda u: SettingsView.of(get_settings(u)))
+
+
 def update_settings(uow: UnitOfWork, data: SettingsIn) -> TenantSettings:
     domain.require_dispatcher(uow.ctx.actor_role)
     row = uow.session.scalar(sa.select(TenantSettings))
@@ -157,7 +163,7 @@ def _my_teams(uow: UnitOfWork, teams: dict | None = None) -> set[str] | None:
     return mine | {str(a) for t in list(mine) for a in domain.ancestors(uuid.UUID(t), parents)}
 
 
-def visible(kind: TicketType, teams: set[str] | None) -> bool:
+def visible(kind: TicketType | TypeView, teams: set[str] | None) -> bool:
     return teams is None or not kind.team_ids or bool(set(kind.team_ids) & teams)
 
 
@@ -169,6 +175,18 @@ def list_types(uow: UnitOfWork, enabled_only: bool = False) -> list[TicketType]:
         query = query.where(TicketType.enabled.is_(True))
     teams = _my_teams(uow)
     return [t for t in uow.session.scalars(query) if visible(t, teams)]
+
+
+def type_views(uow: UnitOfWork) -> dict[str, TypeView]:
+    """The tenant's types by code (read-only, cached per process: see config_cache)."""
+    return CACHE.get(uow, "types", lambda u: {t.code: TypeView.of(t) for t in u.session.scalars(sa.select(TicketType))})
+
+
+def type_view(uow: UnitOfWork, code: str, field: str = "type") -> TypeView:
+    """A type to apply, not to edit; unknown here (a tenant's first use, or one created a moment ago
+    by another instance): asked of the database, which creates the built-in types on first use."""
+    kind = type_views(uow).get(code)
+    return kind if kind is not None else TypeView.of(get_type(uow, code, field))
 
 
 def get_type(uow: UnitOfWork, code: str, field: str = "type") -> TicketType:
@@ -231,12 +249,13 @@ def reorder_types(uow: UnitOfWork, codes: list[str]) -> list[TicketType]:
 
 
 def _flow(uow: UnitOfWork, ticket: Ticket) -> Flow:
-    row = uow.session.scalar(sa.select(TicketType).where(TicketType.code == ticket.type))
-    return Flow.from_dict(row.flow if row else None)
+    kind = type_views(uow).get(ticket.type)
+    return kind.rules if kind is not None else Flow.from_dict(None)
 
 
-def _teams(uow: UnitOfWork) -> dict[uuid.UUID, TeamReplica]:
-    return {t.team_id: t for t in uow.session.scalars(sa.select(TeamReplica))}
+def _teams(uow: UnitOfWork) -> dict[uuid.UUID, TeamView]:
+    """The tenant's teams (read-only, cached per process: see config_cache)."""
+    return CACHE.get(uow, "teams", lambda u: {t.team_id: TeamView.of(t) for t in u.session.scalars(sa.select(TeamReplica))})
 
 
 def _parents(teams: dict) -> dict:
@@ -247,7 +266,7 @@ def _managed(teams: dict, user_id) -> set:
     return {t.team_id for t in teams.values() if str(user_id) in t.manager_ids}
 
 
-def _team(teams: dict, team_id, field: str, kinds: tuple[str, ...] | None = None) -> TeamReplica:
+def _team(teams: dict, team_id, field: str, kinds: tuple[str, ...] | None = None) -> TeamView:
     team = teams.get(team_id)
     if team is None:
         raise field_error(field, "no such team")
@@ -307,7 +326,7 @@ def created_by_this_request(uow: UnitOfWork) -> Ticket | None:
 def create_ticket(uow: UnitOfWork, data: TicketIn, snapshot: dict) -> Ticket:
     """`snapshot` is the customer as the replica or customers.get_service_snapshot gave it."""
     domain.require_dispatcher(uow.ctx.actor_role)
-    kind = get_type(uow, data.type)
+    kind = type_view(uow, data.type)
     if not kind.enabled:
         raise field_error("type", f"work-order type {data.type} is disabled")
     teams = _teams(uow)
@@ -328,9 +347,8 @@ def create_ticket(uow: UnitOfWork, data: TicketIn, snapshot: dict) -> Ticket:
         state_seconds={}, status_since=now, created_at=now,
         **ServiceSnapshotV1.model_validate(snapshot).model_dump(),
     )
-    settings = get_settings(uow)
-    due = domain.sla_deadlines(now, data.priority, settings.sla_rules,
-                               domain.WorkingHours.from_dict(settings.working_hours))
+    settings = settings_view(uow)
+    due = domain.sla_deadlines(now, data.priority, settings.sla_rules, settings.hours)
     ticket.respond_due_at, ticket.arrive_due_at, ticket.complete_due_at = (
         due.get("respond"), due.get("arrive"), due.get("complete"))
     ticket.parts_used = []  # a new order has none; saves a lazy load when it is returned
@@ -472,7 +490,7 @@ def update_fields(uow: UnitOfWork, ticket_id: uuid.UUID, values: dict) -> Ticket
     if uow.ctx.actor_role not in domain.DISPATCH_ROLES:
         _require_field_actor(uow, ticket)
     domain.check_allowed(ticket.status, Action.UPDATE_FIELDS)
-    kind = get_type(uow, ticket.type)
+    kind = type_view(uow, ticket.type)
     merged = {**ticket.custom_fields, **values}
     ticket.custom_fields = domain.validate_custom_fields(kind.fields, merged)
     _record(uow, ticket, Action.UPDATE_FIELDS, ticket.status, fields=sorted(values))
@@ -696,7 +714,7 @@ def auto_dispatch(uow: UnitOfWork, ticket_id: uuid.UUID) -> Ticket:
     if ticket.branch_id is not None:
         allowed = {str(t) for t in domain.subtree(ticket.branch_id, _parents(teams))}
         candidates = [c for c in candidates if allowed & c.team_ids]
-    rules = get_settings(uow).dispatch_rules or DEFAULT_RULES
+    rules = settings_view(uow).dispatch_rules or DEFAULT_RULES
     site = (float(ticket.latitude), float(ticket.longitude)) if ticket.latitude is not None \
         and ticket.longitude is not None else None
 
@@ -884,7 +902,7 @@ def check_in(uow: UnitOfWork, ticket_id: uuid.UUID, data: CheckInIn) -> Ticket:
     distance = None
     if ticket.latitude is not None and ticket.longitude is not None:
         distance = domain.distance_m(data.latitude, data.longitude, ticket.latitude, ticket.longitude)
-    radius = get_settings(uow).check_in_radius_m
+    radius = settings_view(uow).check_in_radius_m
     flagged = distance is not None and distance > radius
     _transition(uow, ticket, Action.CHECK_IN, "beyond check-in radius" if flagged else None,
                 latitude=data.latitude, longitude=data.longitude, accuracy_m=data.accuracy_m, distance_m=distance,
@@ -1026,7 +1044,7 @@ def complete_ticket(uow: UnitOfWork, ticket_id: uuid.UUID, receipt: ReceiptIn) -
         _check_files(uow, ticket, [receipt.signature_id], "signature_id", "signature")
     for i, unit in enumerate(receipt.units):
         _check_files(uow, ticket, unit.photo_ids, f"units.{i}.photo_ids")
-    kind = get_type(uow, ticket.type)
+    kind = type_view(uow, ticket.type)
     custom = {**ticket.custom_fields, **(receipt.custom_fields or {})}
     ticket.custom_fields = domain.validate_custom_fields(kind.fields, custom)
     now = utcnow()

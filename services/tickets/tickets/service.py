@@ -8,6 +8,7 @@ import eventlet
 from nameko.exceptions import MethodNotFound, UnknownService
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from svc_common.consumer import on_event
@@ -59,22 +60,28 @@ class TicketsService(DeskRpc, HealthRpc):
     def create_ticket(self, ticket):
         data = parse(TicketIn, ticket)
         try:
+            ticket = self._create_ticket(data)
+        except IntegrityError:
+            # The order of this very call exists (unique request id): RabbitMQ redelivered the call
+            # after its first worker committed and died before acking. Looked up only then, not first.
             with self.platform.uow() as uow:
                 ticket = handlers.created_by_this_request(uow)
-                if ticket is None:
-                    snapshot = handlers.snapshot_from_replica(uow, data.customer_id, data.equipment_id,
-                                                              utcnow().date())
-                    ticket = handlers.create_ticket(uow, data, snapshot) if snapshot is not None else None
             if ticket is None:
-                # Not replicated yet (created a moment ago) or unknown: ask customers, outside our transaction.
-                snapshot = self.customers.get_service_snapshot(
-                    customer_id=str(data.customer_id),
-                    equipment_id=str(data.equipment_id) if data.equipment_id else None)
-                with self.platform.uow() as uow:
-                    ticket = handlers.create_ticket(uow, data, snapshot)
+                raise
         except StaleDataError:  # automatic dispatch raced a roster change
             raise stale() from None
         return dump(TicketOut, ticket)  # after commit: no lock is held while it is serialized
+
+    def _create_ticket(self, data: TicketIn):
+        with self.platform.uow() as uow:
+            snapshot = handlers.snapshot_from_replica(uow, data.customer_id, data.equipment_id, utcnow().date())
+            if snapshot is not None:
+                return handlers.create_ticket(uow, data, snapshot)
+        # Not replicated yet (created a moment ago) or unknown: ask customers, outside our transaction.
+        snapshot = self.customers.get_service_snapshot(
+            customer_id=str(data.customer_id), equipment_id=str(data.equipment_id) if data.equipment_id else None)
+        with self.platform.uow() as uow:
+            return handlers.create_ticket(uow, data, snapshot)
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def get_ticket(self, ticket_id):
