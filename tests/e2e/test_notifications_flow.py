@@ -1,11 +1,17 @@
 """Notifications end to end, through the gateway with every service running as a process:
 a work order assigned → the technician's inbox, an SMS through Tencent Cloud SMS and a DingTalk
 robot message (both local servers checking signatures as the providers do); mute and quiet
-hours; a failing provider → retries → failed list → resend; configuration over the API."""
+hours; a failing provider → retries → failed list → resend; configuration over the API; the
+service desk's announcements, service reports e-mailed with their PDF (a real SMTP server process)
+and back-filled orders that tell the customer nothing."""
 import datetime as dt
+import email
 import importlib.util
+import socket
+import subprocess
 import sys
 import uuid
+from email import policy as email_policy
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -55,6 +61,31 @@ def fake_sms():
 def fake_robot():
     with fakes.FakeDingTalk("ding-token", "SEC-e2e-secret") as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def smtp_server(tmp_path_factory):
+    """notify's test SMTP server (aiosmtpd) as a process of its own: (port, folder of received .eml)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = tmp_path_factory.mktemp("mail")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "services" / "notify" / "tests" / "smtp_server.py"),
+                             str(port), str(folder), "mailer", "mail-pass"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def listening():
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return True
+            except OSError:
+                return False
+        eventually(listening)
+        yield port, folder
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def assigned_order(api, co, customer_id):
@@ -213,3 +244,64 @@ def test_demo_notification_settings_seed_once(api, stack):
                                                 "password": demo.DEMO_PASSWORD})["access_token"]
     lists = {item["name"]: item for item in api.ok("GET", "/notification-lists", token)["items"]}
     assert lists["pending_dispatch"]["subscribed"] is True
+
+
+def mails_to(folder, address):
+    found = [email.message_from_bytes(p.read_bytes(), policy=email_policy.default) for p in sorted(folder.glob("*.eml"))]
+    return [m for m in found if m["To"] == address]
+
+
+def test_desk_events_announcements_reports_by_email_and_back_filled_orders(api, stack, smtp_server):
+    port, folder = smtp_server
+    co = api.new_company()
+    admin, dispatcher, tech = co["admin"], co["dispatcher"], co["tech"]
+    api.ok("PUT", "/notification-providers/email", admin, json={"kind": "smtp", "settings": {
+        "host": "127.0.0.1", "port": port, "from_address": "service@shenneng.example", "from_name": "申能售后",
+        "username": "mailer"}, "secrets": {"password": "mail-pass"}})
+    api.ok("PUT", "/notification-settings", admin, json={"portal_url": "https://portal.shenneng.example"})
+
+    # 1. an announcement to the technicians: in their inbox, not the warehouse manager's
+    notice = api.ok("POST", "/announcements", admin, json={"title": "春节值班安排", "body": "2月10日至17日每天两人值班。",
+                                                           "audience": "roles", "roles": ["technician"]})
+    received = eventually(lambda: [m for m in api.ok("GET", "/notifications", tech)["items"]
+                                   if m["ref_id"] == notice["id"]])
+    assert (received[0]["title"], received[0]["category"]) == ("【公告】春节值班安排", "announcement")
+    assert received[0]["body"].startswith("2月10日至17日每天两人值班")
+    assert not [m for m in api.ok("GET", "/notifications", co["keeper"])["items"] if m["ref_id"] == notice["id"]]
+
+    # 2. a completed order's service report, e-mailed with the PDF from tickets and the portal link
+    customer = api.ok("POST", "/customers", admin, json=CUSTOMER)
+    order = assigned_order(api, co, customer["id"])
+    api.ok("POST", f"/work-orders/{order['id']}/accept", tech)
+    api.ok("POST", f"/work-orders/{order['id']}/check-in", tech, json={"latitude": "31.2360", "longitude": "121.5061"})
+    api.ok("POST", f"/work-orders/{order['id']}/complete", tech, json={"summary": "更换启动电容，试机正常"})
+    sent = api.ok("POST", f"/work-orders/{order['id']}/service-report/send", dispatcher,
+                  json={"channel": "email", "to": "wang@shenneng.example"})
+    [mail] = eventually(lambda: mails_to(folder, "wang@shenneng.example"), timeout=30)
+    assert str(mail["Subject"]) == f"工单 {order['number']} 服务报告"
+    assert "https://portal.shenneng.example" + sent["report_path"] in mail.get_body(("plain",)).get_content()
+    [pdf] = list(mail.iter_attachments())
+    assert pdf.get_filename() == f"{order['number']}.pdf" and pdf.get_content().startswith(b"%PDF")
+    delivery = eventually(lambda: [d for d in deliveries(api, co, event_type="service_report.sent")
+                                   if d["status"] == "sent"])
+    assert delivery[0]["recipient"] == "wang@shenneng.example" and delivery[0]["provider"] == "smtp"
+
+    # 3. a back-filled record (补录), verified: the office hears of the completion, the customer nothing
+    api.ok("POST", "/notification-lists/pending_settlement/subscribe", admin)
+    record = eventually(lambda: _submitted(api, tech, {
+        "ticket_type": "repair", "customer_id": customer["id"], "done_at": "2026-11-01T10:00:00+08:00",
+        "summary": "电话指导复位"}))
+    api.ok("POST", f"/service-records/{record['id']}/verify", dispatcher)
+    eventually(lambda: [m for m in api.ok("GET", "/notifications", admin)["items"]
+                        if m["ref_id"] == record["ticket_id"] and m["event_type"] == "ticket.completed"])
+    about_it = [d for d in deliveries(api, co) if record["ticket_number"] in d["text"]]
+    assert {d["channel"] for d in about_it} == {"in_app"}  # no SMS to the contact, no dispatch robot post
+
+
+def _submitted(api, tech, body):
+    """tickets learns the technician from user.created: None until it has."""
+    r = api.request("POST", "/service-records", tech, json=body)
+    if r.status_code == 422 and "technician_id" in r.text:
+        return None
+    assert r.status_code == 201, r.text
+    return r.json()

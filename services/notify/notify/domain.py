@@ -23,8 +23,13 @@ FIELD_KINDS = {
 # When an event does not carry the field, these kinds fall back to every active user of a role.
 ROLE_FALLBACK = {"warehouse_managers": "warehouse_manager", "dispatcher": "dispatcher"}
 # contact: the customer's contact (contact_phone); team: the event's team_id or a fixed team_id;
-# users: named user_ids; list: subscribers of a named list; role: every active user of a role.
-RECIPIENT_KINDS = (*FIELD_KINDS, "contact", "team", "users", "list", "role")
+# users: named user_ids; list: subscribers of a named list; role: every active user of a role;
+# audience: an announcement's audience (all staff, its team_ids, or its roles);
+# report_recipient: whom a service report is sent to (recipient_email / recipient_phone).
+RECIPIENT_KINDS = (*FIELD_KINDS, "contact", "team", "users", "list", "role", "audience", "report_recipient")
+# Addresses a person at the desk typed in for this one message: they get it on its channel even
+# when the tenant has no provider for it, so a missing provider shows in the failed list.
+EXPLICIT_KINDS = ("report_recipient",)
 
 # Named subscription lists of the spec (§9.4 订阅通知管理), users subscribe themselves or are added.
 LISTS = ("pending_dispatch", "pool", "pending_settlement", "pending_visit", "service_desk",
@@ -107,11 +112,36 @@ DEFAULT_RULES: dict[str, dict] = {
     "service_request.created": _r({"kind": "list", "list": "service_desk"}, _DISPATCHERS),
     # 管理员汇总日报: by role (system admins) and whoever subscribed to the list.
     "digest.daily": _r(_ADMINS, {"kind": "list", "list": "daily_digest"}, channels=("in_app", "email")),
+    # 通知公告: the audience's inbox (always, see REQUIRED_RECIPIENTS); a tenant's rule may add channels.
+    "announcement.published": _r("audience"),
+    # 服务报告: sent on request by the desk, to the address it names, on the channel it chose (one of the
+    # two: the recipient has only that address). Not held back by quiet hours: someone asked for it now.
+    "service_report.sent": _r("report_recipient", channels=("email", "sms"), urgent=True),
 }
+# Recipients an event reaches whatever the tenant's rule says (even a disabled one): an announcement
+# is published to its audience's inbox, where its read receipts come from.
+REQUIRED_RECIPIENTS: dict[str, list[dict]] = {
+    "announcement.published": [{"kind": "audience", "channels": ["in_app"]}],
+}
+
+
+def recipients_of(event_type: str, rule: dict | None, data: dict) -> list[dict]:
+    """The recipient specs an event reaches: its rule's (when enabled) and the required ones.
+
+    A back-filled order (补录: work done in the past, entered afterwards) tells no customer anything
+    and asks for no dispatch: its ticket.created reaches nobody, its ticket.completed no contact."""
+    specs = list(rule["recipients"]) if rule and rule.get("enabled", True) else []
+    specs += [dict(spec, required=True) for spec in REQUIRED_RECIPIENTS.get(event_type, [])]
+    if data.get("backfilled"):
+        if event_type == "ticket.created":
+            return []
+        specs = [spec for spec in specs if spec["kind"] != "contact"]
+    return specs
 HANDLED_EVENTS = tuple(DEFAULT_RULES)
 # Which service publishes each family of events (digest.daily is notify's own, from its timer).
-_PRODUCERS = {"ticket": "tickets", "service_request": "tickets", "requisition": "inventory", "stock": "inventory",
-              "consumption": "inventory", "equipment": "customers", "customer": "customers"}
+_PRODUCERS = {"ticket": "tickets", "service_request": "tickets", "announcement": "tickets", "service_report": "tickets",
+              "requisition": "inventory", "stock": "inventory", "consumption": "inventory", "equipment": "customers",
+              "customer": "customers"}
 
 
 def producer_of(event_type: str) -> str | None:
@@ -120,7 +150,7 @@ def producer_of(event_type: str) -> str | None:
 # The inbox tabs of the mobile app (§10.3 通知).
 _CATEGORIES = (("digest.", "digest"), ("ticket.", "ticket"), ("requisition.", "parts"), ("stock.", "parts"),
                ("consumption.", "parts"), ("service_request.", "service_desk"), ("customer.change", "approval"),
-               ("equipment.", "alert"))
+               ("equipment.", "alert"), ("announcement.", "announcement"), ("service_report.", "ticket"))
 
 
 def category_of(event_type: str) -> str:
@@ -132,10 +162,18 @@ def ref_of(event_type: str, data: dict) -> tuple[str | None, str | None]:
     if event_type.startswith("customer."):
         return "customer", data.get("customer_id")
     for ref_type, key in (("ticket", "ticket_id"), ("requisition", "requisition_id"), ("equipment", "equipment_id"),
-                          ("service_request", "request_id"), ("customer", "customer_id")):
+                          ("service_request", "request_id"), ("announcement", "announcement_id"),
+                          ("customer", "customer_id")):
         if data.get(key):
             return ref_type, data[key]
     return None, None
+
+
+def attachments_of(event_type: str, data: dict) -> list[dict]:
+    """What an email about the event carries attached, as sources fetched when it is sent."""
+    if event_type == "service_report.sent" and data.get("ticket_id"):
+        return [{"source": "service_report", "ticket_id": str(data["ticket_id"]), "locale": data.get("locale") or "zh-CN"}]
+    return []
 
 
 def is_urgent(rule: dict, data: dict) -> bool:

@@ -1,25 +1,27 @@
 """nameko entrypoints of the notify service: validate → handler → DTO."""
+import base64
 import datetime as dt
 import logging
 import os
+import uuid
+from contextlib import contextmanager
 
-from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
+from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
+from svc_common.batch_consumer import handle_batch, on_events
 from svc_common.consumer import on_event
 from svc_common.context import system_context
-from svc_common.contracts import EventEnvelope
 from svc_common.db import utcnow
 from svc_common.errors import EXPECTED_ERRORS
 from svc_common.nameko_deps import HealthRpc, Platform
-from svc_common.settings import get_settings
 from svc_common.uow import UnitOfWork
 from svc_common.validation import dump, page, parse, parse_id
 
 from . import domain, handlers
 from .models import PLATFORM
-from .providers import Registry
+from .providers import Attachment, ProviderError
+from .sender import Providers, Sender
 from .schemas import (
     DeliveryOut,
     DeliveryQuery,
@@ -41,24 +43,15 @@ def _items(items: list) -> dict:
     return {"items": items, "total": len(items)}
 
 
-class Providers(DependencyProvider):
-    """`providers = Providers()`: the registry that builds each tenant's provider plug-ins."""
-
-    def setup(self):
-        self.registry = Registry(sms_log_path=get_settings().sms_log_path)
-
-    def get_dependency(self, worker_ctx) -> Registry:
-        return self.registry
-
-
 def notifiable(fn):
-    """Subscribe `fn` to every event notify turns into messages (domain.HANDLED_EVENTS) by type name:
-    the producers' contracts need not be known here; the data is read through the agreed field names.
-    ticket.completed has its own entrypoint (below)."""
+    """Subscribe `fn` to every event notify turns into messages (domain.HANDLED_EVENTS) by type name,
+    in batches (many events per transaction, svc_common.batch_consumer): the producers' contracts need
+    not be known here; the data is read through the agreed field names. ticket.completed has its own
+    entrypoint (below)."""
     for event_type in domain.HANDLED_EVENTS:
         source = domain.producer_of(event_type)
         if source and event_type != "ticket.completed":
-            fn = on_event(source, event_type)(fn)
+            fn = on_events(source, event_type)(fn)
     return fn
 
 
@@ -66,22 +59,27 @@ class NotifyService(HealthRpc):
     name = "notify"
     platform = Platform(PLATFORM)
     providers = Providers()
+    sender = Sender()
+    tickets = RpcProxy("tickets")  # the service report PDF attached to service_report.sent emails
     send_policy = handlers.SendPolicy.from_env()
     _next_digest_check: dict = {}  # per process: when the timer next looks for due daily digests
 
     # -- events -----------------------------------------------------------------------------
     @notifiable
-    def on_notifiable_event(self, envelope):
-        queued = []
-        self.platform.handle_once(envelope, lambda uow, event: queued.extend(handlers.fan_out(uow, event)))
-        # Sent after the commit: a crash before this leaves rows queued, and the timer sends them.
-        self._dispatch(EventEnvelope.model_validate(envelope).tenant_id, queued)
+    def on_notifiable_event(self, envelopes):
+        jobs = []
+        try:
+            handle_batch(self.platform, envelopes, lambda uow, events: jobs.extend(handlers.fan_out_many(uow, events)))
+        finally:
+            # Sent after the commit (of each tenant's part): a crash before that leaves rows queued, and
+            # the timer sends them.
+            self._send(jobs)
 
-    @on_event("tickets", "ticket.completed")
-    def on_ticket_completed(self, envelope):
+    @on_events("tickets", "ticket.completed")
+    def on_ticket_completed(self, envelopes):
         """ticket.completed keeps the queue and consumer name it had before notify handled other
         events: an upgrade neither strands the messages in that queue nor repeats processed ones."""
-        self.on_notifiable_event(envelope)
+        self.on_notifiable_event(envelopes)
 
     @on_event("gateway", "user.created")
     @on_event("gateway", "user.updated")
@@ -93,14 +91,52 @@ class NotifyService(HealthRpc):
     def on_team_updated(self, envelope):
         self.platform.handle_once(envelope, handlers.upsert_team)
 
-    def _uow_factory(self, tenant_id):
-        return lambda: UnitOfWork(self.platform.db, system_context(tenant_id))
+    def _uow_for(self, tenant_id):
+        return UnitOfWork(self.platform.db, system_context(tenant_id))
+
+    def _send(self, jobs: list[handlers.Job]) -> None:
+        """Most jobs go to the background sender; those with attachments are sent here, by this worker,
+        which can ask tickets for them."""
+        with_files = [job for job in jobs if job.message.attachments]
+        if with_files:
+            try:
+                handlers.send_jobs(self._uow_for, self.providers, with_files, self.send_policy,
+                                   fetch=self._fetch_attachment)
+            except Exception:  # the database, not a provider: the timer picks the queued rows up again
+                log.exception("could not send %d deliveries", len(with_files))
+        self.sender.submit([job for job in jobs if not job.message.attachments])
 
     def _dispatch(self, tenant_id, delivery_ids):
         try:
-            handlers.dispatch_many(self._uow_factory(tenant_id), self.providers, delivery_ids, self.send_policy)
+            handlers.dispatch_many(lambda: self._uow_for(tenant_id), self.providers, delivery_ids, self.send_policy,
+                                   fetch=self._fetch_attachment)
         except Exception:  # the database, not a provider: the timer picks the queued rows up again
             log.exception("could not dispatch deliveries %s", delivery_ids)
+
+    @contextmanager
+    def _as_system_of(self, tenant_id: uuid.UUID):
+        """This worker's RPC calls act as the system of `tenant_id` (the timer's worker has no tenant)."""
+        data = self.platform.worker_ctx.data
+        saved = dict(data)
+        data.clear()
+        data.update(system_context(tenant_id, saved.get("correlation_id")).to_context_data())
+        try:
+            yield
+        finally:
+            data.clear()
+            data.update(saved)
+
+    def _fetch_attachment(self, tenant_id: uuid.UUID, source: dict) -> Attachment:
+        """An attachment's file; a failure is a transient provider error, so the send is retried."""
+        if source.get("source") != "service_report":
+            raise ProviderError(f"unknown attachment source {source.get('source')!r}", transient=False)
+        try:
+            with self._as_system_of(tenant_id):
+                pdf = self.tickets.service_report_pdf(ticket_id=source["ticket_id"], locale=source.get("locale"))
+            return Attachment(pdf["filename"], pdf["content_type"], base64.b64decode(pdf["content_base64"]))
+        except Exception as exc:
+            raise ProviderError(f"the service report PDF could not be fetched ({type(exc).__name__})",
+                                transient=True) from None
 
     @timer(interval=TIMER_SECONDS)
     def release_due(self):
@@ -123,8 +159,8 @@ class NotifyService(HealthRpc):
             try:
                 with UnitOfWork(db, system_context(tenant_id)) as uow:
                     digest = handlers.digest_event(uow, now)
-                    queued = handlers.fan_out(uow, digest, now) if digest else []
-                self._dispatch(tenant_id, queued)
+                    jobs = handlers.fan_out(uow, digest, now) if digest else []
+                self._send(jobs)
             except Exception:
                 log.exception("daily digest of tenant %s failed", tenant_id)
 

@@ -57,6 +57,11 @@ EVENT_VARIABLES: dict[str, frozenset[str]] = {
     "ticket.closed": frozenset({"closed_at"}),
     "service_request.created": frozenset({"request_id", "channel", "description"}),
     "digest.daily": frozenset({"day", "created", "completed", "overdue", "satisfaction", "visits", "stock_alerts"}),
+    "announcement.published": frozenset({"announcement_id", "title", "summary", "audience", "team_ids", "roles",
+                                         "author_id"}),
+    # report_url: the tenant's portal address + report_path (the no-login report page)
+    "service_report.sent": frozenset({"channel", "recipient_email", "recipient_phone", "report_path", "report_url",
+                                      "locale"}),
 }
 
 
@@ -166,6 +171,24 @@ TEMPLATES: dict[tuple[str, str], dict[str, dict[str, str]]] = {
                                                    "Inspection overdue", "{{ customer_name }}'s {{ model }} ({{ serial_number }}) inspection is overdue (due {{ due_date }})."),
     ("service_request.created", "in_app"): _t("服务台新事件", "新服务事件 {{ number }}（{{ channel }}）：{{ description }}",
                                               "New service request", "New service request {{ number }} ({{ channel }}): {{ description }}"),
+    ("announcement.published", "in_app"): _t("【公告】{{ title }}", "{{ summary }}",
+                                             "[Announcement] {{ title }}", "{{ summary }}"),
+    ("service_report.sent", "in_app"): _t("服务报告已发送", _WO + "的服务报告已发送给客户。",
+                                          "Service report sent", "The service report of " + _WO_EN + " was sent to the customer."),
+    ("service_report.sent", "email"): _t(
+        "工单 {{ number }} 服务报告",
+        "尊敬的{{ contact_name or '客户' }}：\n\n感谢您选择我们的服务。工单 {{ number }}"
+        "{% if customer_name %}（{{ customer_name }}）{% endif %}的服务报告见附件（PDF）。"
+        "{% if report_url %}\n\n您也可以在线查看：{{ report_url }}{% endif %}",
+        "Service report of work order {{ number }}",
+        "Dear {{ contact_name or 'customer' }},\n\nThank you for choosing our service. The service report of work "
+        "order {{ number }}{% if customer_name %} ({{ customer_name }}){% endif %} is attached (PDF)."
+        "{% if report_url %}\n\nYou can also view it online: {{ report_url }}{% endif %}"),
+    ("service_report.sent", "sms"): _s(
+        "【售后服务】尊敬的{{ contact_name or '客户' }}，工单{{ number }}的服务报告已生成"
+        "{% if report_url %}，请查看：{{ report_url }}{% else %}。{% endif %}",
+        "[After-sales service] Dear {{ contact_name or 'customer' }}, the service report of work order {{ number }} "
+        "is ready{% if report_url %}: {{ report_url }}{% else %}.{% endif %}"),
     ("digest.daily", "in_app"): _t("{{ day }} 管理员日报",
                                    "新建工单 {{ created }}，完成 {{ completed }}，超时 {{ overdue }}；回访 {{ visits }} 次，平均满意度 {{ satisfaction or '—' }}；库存预警 {{ stock_alerts }}。",
                                    "Daily digest {{ day }}",

@@ -43,7 +43,7 @@ def test_completion_notifies_dispatcher_in_inbox_and_customer_by_sms(db, registr
     env = completed(tenant)
     dispatcher = context(tenant, role="dispatcher", actor_id=uuid.UUID(env["data"]["dispatcher_id"]))
 
-    service(db, registry).on_notifiable_event(env)
+    service(db, registry).on_notifiable_event([env])
 
     inbox = service(db, registry, dispatcher).list_inbox()
     assert inbox["total"] == 1 and inbox["unread"] == 1
@@ -74,13 +74,13 @@ def test_completion_notifies_dispatcher_in_inbox_and_customer_by_sms(db, registr
 def test_a_requested_return_visit_texts_the_rating_link_to_the_contact(db, registry):
     tenant = uuid.uuid4()
     service(db, registry, context(tenant)).save_settings({"portal_url": "https://svc.example.com/"})
-    service(db, registry).on_notifiable_event(completed(tenant))
+    service(db, registry).on_notifiable_event([completed(tenant)])
     [completion] = sms_lines(registry)
     assert "评价" not in completion["text"]     # the link comes with the visit, not with completion
-    service(db, registry).on_notifiable_event(envelope(
+    service(db, registry).on_notifiable_event([envelope(
         "ticket.visit_requested", tenant, ticket_id=str(uuid.uuid4()), number="WO000042", type="repair",
         customer_id=str(uuid.uuid4()), visit_id=str(uuid.uuid4()), rating_path="/api/v1/public/visits/tok123/page",
-        contact_name="王经理", contact_phone="13800138000"))
+        contact_name="王经理", contact_phone="13800138000")])
     visit = sms_lines(registry)[-1]
     assert visit["phone"] == "13800138000"
     assert visit["text"] == ("【售后服务】尊敬的王经理，请为工单WO000042的服务评价："
@@ -91,8 +91,8 @@ def test_same_envelope_twice_sends_nothing_the_second_time(db, registry):
     tenant = uuid.uuid4()
     env = completed(tenant)
     consumer = service(db, registry, method="on_ticket_completed")  # ticket.completed's own entrypoint
-    consumer.on_ticket_completed(env)
-    consumer.on_ticket_completed(env)  # redelivery
+    consumer.on_ticket_completed([env])
+    consumer.on_ticket_completed([env])  # redelivery
 
     assert len(sms_lines(registry)) == 1
     with uow(db, context(tenant)) as u:
@@ -105,16 +105,17 @@ def test_a_queued_delivery_is_sent_once_even_if_two_instances_dispatch_it(db, re
     tenant = uuid.uuid4()
     event = EventEnvelope.model_validate(completed(tenant, dispatcher_id=None))
     with uow(db, context(tenant, role="system")) as u:
-        [queued] = handlers.fan_out(u, event)
+        [job] = handlers.fan_out(u, event)
     factory = lambda: uow(db, context(tenant, role="system"))  # noqa: E731
-    assert handlers.dispatch(factory, registry, queued) == "sent"
-    assert handlers.dispatch(factory, registry, queued) is None  # the second instance finds it taken
+    assert handlers.send_jobs(lambda _tenant: factory(), registry, [job]) == {job.delivery_id: "sent"}
+    assert handlers.send_jobs(lambda _tenant: factory(), registry, [job]) == {}  # a second sender finds it taken
+    assert handlers.dispatch(factory, registry, job.delivery_id) is None  # ... and so does the timer
     assert len(sms_lines(registry)) == 1
 
 
 def test_missing_dispatcher_or_phone_is_skipped(db, registry):
     tenant = uuid.uuid4()
-    service(db, registry).on_notifiable_event(completed(tenant, dispatcher_id=None, contact_phone=None))
+    service(db, registry).on_notifiable_event([completed(tenant, dispatcher_id=None, contact_phone=None)])
     assert sms_lines(registry) == []
     with uow(db, context(tenant)) as u:
         assert u.session.query(InboxMessage).count() == 0
@@ -123,7 +124,7 @@ def test_missing_dispatcher_or_phone_is_skipped(db, registry):
 
 def test_invalid_phone_is_a_failed_delivery_not_an_sms(db, registry):
     tenant = uuid.uuid4()
-    service(db, registry).on_notifiable_event(completed(tenant, contact_phone="12345"))
+    service(db, registry).on_notifiable_event([completed(tenant, contact_phone="12345")])
     assert sms_lines(registry) == []
     log = service(db, registry, context(tenant)).list_deliveries(status="failed")
     [failed] = log["items"]
@@ -134,7 +135,7 @@ def test_invalid_phone_is_a_failed_delivery_not_an_sms(db, registry):
 def test_en_locale_renders_english(db, registry):
     tenant = uuid.uuid4()
     service(db, registry, context(tenant)).save_settings({"locale": "en"})
-    service(db, registry).on_notifiable_event(completed(tenant, contact_name=None))
+    service(db, registry).on_notifiable_event([completed(tenant, contact_name=None)])
     with uow(db, context(tenant)) as u:
         message = u.session.query(InboxMessage).one()
     assert message.title == "Work order completed"
@@ -153,7 +154,7 @@ def test_transient_failures_retry_then_fail_then_an_admin_resends(db, flaky):
     admin = context(tenant, role="admin")
     service(db, flaky, admin).configure_provider("sms", {"kind": "flaky"})
     env = completed(tenant)
-    service(db, flaky).on_notifiable_event(env)  # the event itself succeeds: the failure is the delivery's
+    service(db, flaky).on_notifiable_event([env])  # the event itself succeeds: the failure is the delivery's
 
     assert Flaky.calls == ["13800138000"] * 3  # FAST policy: three attempts
     failed_list = service(db, flaky, admin).list_deliveries(status="failed")
@@ -181,7 +182,7 @@ def test_permanent_failure_is_not_retried(db, flaky):
     tenant = uuid.uuid4()
     service(db, flaky, context(tenant)).configure_provider("sms", {"kind": "flaky"})
     Flaky.mode = "permanent"
-    service(db, flaky).on_notifiable_event(completed(tenant))
+    service(db, flaky).on_notifiable_event([completed(tenant)])
     assert len(Flaky.calls) == 1
     [failed] = service(db, flaky, context(tenant)).list_deliveries(status="failed")["items"]
     assert failed["attempts"] == 1 and failed["error"] == "template not approved"
@@ -205,7 +206,7 @@ def test_a_crash_after_commit_leaves_the_row_queued_and_the_timer_sends_it(db, r
 def test_user_b_cannot_read_or_mark_user_a_inbox(db, registry):
     tenant = uuid.uuid4()
     env = completed(tenant)
-    service(db, registry).on_notifiable_event(env)
+    service(db, registry).on_notifiable_event([env])
     user_a = context(tenant, role="dispatcher", actor_id=uuid.UUID(env["data"]["dispatcher_id"]))
     user_b = context(tenant, role="dispatcher")
     [message] = service(db, registry, user_a).list_inbox()["items"]
@@ -227,9 +228,9 @@ def test_mark_all_read_paging_and_categories(db, registry):
     tenant, dispatcher = uuid.uuid4(), uuid.uuid4()
     consumer = service(db, registry)
     for _ in range(3):
-        consumer.on_notifiable_event(completed(tenant, dispatcher_id=str(dispatcher), contact_phone=None))
-    consumer.on_notifiable_event(envelope("ticket.accepted", tenant, ticket_id=str(uuid.uuid4()), number="WO9",
-                                          customer_name="甲", dispatcher_id=str(dispatcher)))
+        consumer.on_notifiable_event([completed(tenant, dispatcher_id=str(dispatcher), contact_phone=None)])
+    consumer.on_notifiable_event([envelope("ticket.accepted", tenant, ticket_id=str(uuid.uuid4()), number="WO9",
+                                          customer_name="甲", dispatcher_id=str(dispatcher))])
     me = service(db, registry, context(tenant, role="dispatcher", actor_id=dispatcher))
     first = me.list_inbox(limit=2)
     assert (len(first["items"]), first["total"], first["unread"]) == (2, 4, 4)
@@ -248,7 +249,7 @@ def test_mark_all_read_paging_and_categories(db, registry):
 def test_other_tenant_sees_nothing(db, registry):
     tenant = uuid.uuid4()
     env = completed(tenant)
-    service(db, registry).on_notifiable_event(env)
+    service(db, registry).on_notifiable_event([env])
     dispatcher = uuid.UUID(env["data"]["dispatcher_id"])
     [message] = service(db, registry, context(tenant, actor_id=dispatcher)).list_inbox()["items"]
 
@@ -267,7 +268,7 @@ def test_other_tenant_sees_nothing(db, registry):
 
 def test_delivery_log_is_for_admins_and_dispatchers(db, registry):
     tenant = uuid.uuid4()
-    service(db, registry).on_notifiable_event(completed(tenant))
+    service(db, registry).on_notifiable_event([completed(tenant)])
     assert service(db, registry, context(tenant, role="admin")).list_deliveries(channel="sms")["total"] == 1
     assert service(db, registry, context(tenant, role="dispatcher")).list_deliveries()["total"] == 2
     assert service(db, registry, context(tenant)).list_deliveries(event_type="ticket.completed")["total"] == 2
@@ -276,3 +277,24 @@ def test_delivery_log_is_for_admins_and_dispatchers(db, registry):
     with pytest.raises(ValidationFailed) as err:
         service(db, registry, context(tenant, role="admin")).list_deliveries(channel="fax")
     assert err.value.errors[0]["field"] == "channel"
+
+
+def test_a_batch_of_many_events_and_tenants_is_rate_limited_and_idempotent(db, registry):
+    """Events arrive in batches (one transaction per tenant): limits count across the batch, and copies
+    redelivered inside the batch or in a later one change nothing."""
+    burst, other = uuid.uuid4(), uuid.uuid4()
+    envelopes = [completed(burst, dispatcher_id=None) for _ in range(30)] + \
+        [completed(other, contact_phone=f"1390000000{i}") for i in range(3)]
+    consumer = service(db, registry, method="on_ticket_completed")
+    consumer.on_ticket_completed(envelopes + envelopes[:5])
+    consumer.on_ticket_completed(envelopes)
+
+    phones = [line["phone"] for line in sms_lines(registry)]
+    assert phones.count("13800138000") == 10  # the per-recipient limit holds within one batch
+    assert sorted(p for p in phones if p != "13800138000") == ["13900000000", "13900000001", "13900000002"]
+    with uow(db, context(burst)) as u:
+        statuses = [d.status for d in u.session.query(Delivery)]
+        assert (statuses.count("sent"), statuses.count("rate_limited"), len(statuses)) == (10, 20, 30)
+    with uow(db, context(other)) as u:
+        assert u.session.query(Delivery).count() == 6 and u.session.query(InboxMessage).count() == 3
+    assert len(outbox_events(db)) == 10 + 6  # notification.sent; a rate-limited message is no event

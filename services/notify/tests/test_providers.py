@@ -4,12 +4,8 @@ process). Also the sender's retry policy on their transient errors."""
 import email
 import json
 import socket
-import subprocess
-import sys
-import time
 import uuid
 from email import policy as email_policy
-from pathlib import Path
 
 import pytest
 from conftest import FAST, add_user, completed, envelope, service
@@ -150,9 +146,9 @@ def test_event_to_tencent_sms_and_dingtalk_robot_with_retries(db, tmp_path):
                                            "secrets": {"access_token": "tok", "secret": "SEC"}})
         admin.save_rule("ticket.assigned", {"channels": ["in_app", "sms", "robot"], "recipients": [{"kind": "assignee"}]})
         sms.fail_next = 2  # two transient errors, then success (FAST policy allows 3 attempts)
-        service(db, registry).on_notifiable_event(envelope(
+        service(db, registry).on_notifiable_event([envelope(
             "ticket.assigned", tenant, ticket_id=str(uuid.uuid4()), number="WO5", customer_name="申能",
-            technician_id=str(tech)))
+            technician_id=str(tech))])
         assert sms.requests[0]["TemplateParamSet"] == ["WO5", "申能"]
         assert robot.requests[0]["text"]["content"] == "您有新的工单\n工单 WO5（申能）已派给您，请及时接单。"
     log = {d["channel"]: d for d in admin.list_deliveries()["items"]}
@@ -160,34 +156,6 @@ def test_event_to_tencent_sms_and_dingtalk_robot_with_retries(db, tmp_path):
     assert (log["robot"]["status"], log["robot"]["recipient"]) == ("sent", "dingtalk")
     assert log["in_app"]["status"] == "sent"
     assert FAST.attempts == 3
-
-
-@pytest.fixture
-def smtp_server(tmp_path):
-    """aiosmtpd in its own process, as a real mail server would be."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    folder = tmp_path / "mail"
-    script = Path(__file__).with_name("smtp_server.py")
-    proc = subprocess.Popen([sys.executable, str(script), str(port), str(folder), "mailer", "mail-pass"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"SMTP server did not start: {proc.stderr.read()}")
-                time.sleep(0.1)
-        else:
-            pytest.fail("SMTP server did not start within 15s")
-        yield port, folder
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_email_over_smtp_to_a_real_server(db, tmp_path, smtp_server):
@@ -217,9 +185,9 @@ def test_email_over_smtp_to_a_real_server(db, tmp_path, smtp_server):
     keeper = add_user(db, registry, tenant, role="warehouse_manager", email="Keeper@Example.com", phone=None)
     service(db, registry, context(tenant)).configure_provider("email", {"kind": "smtp", "settings": settings,
                                                                         "secrets": {"password": "mail-pass"}})
-    service(db, registry).on_notifiable_event(envelope(
+    service(db, registry).on_notifiable_event([envelope(
         "stock.low", tenant, part_id=str(uuid.uuid4()), part_code="P-9", part_name="压缩机", location_id=str(uuid.uuid4()),
-        quantity="1", minimum="3", manager_ids=[str(keeper)]))
+        quantity="1", minimum="3", manager_ids=[str(keeper)])])
     log = {d["channel"]: d for d in service(db, registry, context(tenant)).list_deliveries()["items"]}
     assert (log["email"]["status"], log["email"]["recipient"]) == ("sent", "Keeper@example.com")
     mails = [email.message_from_bytes(p.read_bytes(), policy=email_policy.default) for p in sorted(folder.glob("*.eml"))]
@@ -234,7 +202,7 @@ def test_send_with_retries_backs_off_between_transient_attempts():
             raise ProviderError("HTTP 503", transient=True)
 
     registry = Registry(extra={("sms", "failing"): lambda settings, secrets: Failing()})
-    job = {"kind": "failing", "settings": {}, "secrets": {}, "message": SMS}
+    job = handlers.Job(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), None, "failing", SMS, kind="failing")
     sent, error, attempts = handlers.send_with_retries(
         registry, job, handlers.SendPolicy(attempts=4, backoff_seconds=1, backoff_max_seconds=8), sleep=waits.append)
     assert sent is None and attempts == 4 and str(error) == "HTTP 503"
@@ -244,6 +212,6 @@ def test_send_with_retries_backs_off_between_transient_attempts():
 
 def test_completion_still_goes_to_the_file_provider_without_config(db, registry):
     tenant = uuid.uuid4()
-    service(db, registry).on_notifiable_event(completed(tenant))
+    service(db, registry).on_notifiable_event([completed(tenant)])
     [sms] = service(db, registry, context(tenant)).list_deliveries(channel="sms")["items"]
     assert sms["provider"] == "file" and sms["status"] == "sent"

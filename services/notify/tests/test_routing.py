@@ -45,8 +45,8 @@ def test_default_rule_of_every_handled_event_renders_from_minimal_data(db, regis
                 absent = {name: None for name in templates.variables_of(event_type)}
                 rendered = templates.render(event_type, channel, locale, {**absent, "number": "WO1"})
                 assert all("None" not in text for text in rendered.values()), (event_type, channel, rendered)
-    service(db, registry).on_notifiable_event(envelope("customer.change_requested", tenant,
-                                                       customer_id=str(uuid.uuid4()), customer_name="甲公司"))
+    service(db, registry).on_notifiable_event([envelope("customer.change_requested", tenant,
+                                                       customer_id=str(uuid.uuid4()), customer_name="甲公司")])
     assert inbox_users(db, tenant) == [str(user)]
 
 
@@ -55,7 +55,7 @@ def test_assignment_reaches_assignee_and_collaborators_by_inbox_and_sms_from_the
     tech = add_user(db, registry, tenant, phone="13900000001")
     helper = add_user(db, registry, tenant, name="李工", phone="+86 139-0000-0002")
     no_phone = add_user(db, registry, tenant, name="王工", phone=None)
-    service(db, registry).on_notifiable_event(assigned(tenant, tech, assistant_ids=[str(helper), str(no_phone)]))
+    service(db, registry).on_notifiable_event([assigned(tenant, tech, assistant_ids=[str(helper), str(no_phone)])])
     assert inbox_users(db, tenant) == sorted(map(str, (tech, helper, no_phone)))
     assert sorted(line["phone"] for line in sms_lines(registry)) == ["13900000001", "13900000002"]
     assert sms_lines(registry)[0]["text"] == "【售后服务】您有新工单WO000007（申能），请及时接单。"
@@ -67,7 +67,7 @@ def test_deactivated_users_are_not_notified(db, registry):
     service(db, registry, method="on_user_event").on_user_event(envelope(
         "user.deactivated", tenant, user_id=str(tech), name="张工", username="zhang", role="technician",
         phone="13900000001", active=False))
-    service(db, registry).on_notifiable_event(assigned(tenant, tech))
+    service(db, registry).on_notifiable_event([assigned(tenant, tech)])
     assert deliveries(db, tenant) == [] and sms_lines(registry) == []
 
 
@@ -92,9 +92,9 @@ def test_team_list_role_and_named_users_recipients(db, registry):
                                                {"kind": "list", "list": "pool"}]})
     subscriber = add_user(db, registry, tenant, name="戊")
     service(db, registry, context(tenant, role="technician", actor_id=subscriber)).subscribe_list("pool")
-    service(db, registry).on_notifiable_event(envelope(
+    service(db, registry).on_notifiable_event([envelope(
         "ticket.published_to_pool", tenant, ticket_id=str(uuid.uuid4()), number="WO8", customer_name="乙方",
-        team_id=str(team)))
+        team_id=str(team))])
     assert inbox_users(db, tenant) == sorted(map(str, (a, b, c, named, subscriber)))
     lists = {item["name"]: item for item in service(db, registry, context(tenant, actor_id=subscriber)).list_lists()["items"]}
     assert lists["pool"]["subscribed"] is True and lists["pool"]["user_ids"] == [str(subscriber)]
@@ -104,12 +104,12 @@ def test_warehouse_managers_from_the_event_or_else_every_keeper(db, registry):
     tenant = uuid.uuid4()
     keeper = add_user(db, registry, tenant, role="warehouse_manager")
     named = uuid.uuid4()
-    service(db, registry).on_notifiable_event(envelope("requisition.requested", tenant, requisition_id=str(uuid.uuid4()),
+    service(db, registry).on_notifiable_event([envelope("requisition.requested", tenant, requisition_id=str(uuid.uuid4()),
                                                        number="REQ1", technician_id=str(uuid.uuid4()),
-                                                       manager_ids=[str(named)]))
+                                                       manager_ids=[str(named)])])
     assert inbox_users(db, tenant) == [str(named)]
-    service(db, registry).on_notifiable_event(envelope("requisition.requested", tenant, requisition_id=str(uuid.uuid4()),
-                                                       number="REQ2", technician_id=str(uuid.uuid4())))
+    service(db, registry).on_notifiable_event([envelope("requisition.requested", tenant, requisition_id=str(uuid.uuid4()),
+                                                       number="REQ2", technician_id=str(uuid.uuid4()))])
     assert inbox_users(db, tenant) == sorted([str(named), str(keeper)])
 
 
@@ -119,15 +119,15 @@ def test_a_tenant_rule_replaces_the_default_and_can_be_reset(db, registry):
     tech = add_user(db, registry, tenant)
     saved = admin.save_rule("ticket.assigned", {"channels": ["in_app"], "recipients": [{"kind": "assignee"}]})
     assert saved["default"] is False and saved["channels"] == ["in_app"]
-    service(db, registry).on_notifiable_event(assigned(tenant, tech))
+    service(db, registry).on_notifiable_event([assigned(tenant, tech)])
     assert [d[0] for d in deliveries(db, tenant)] == ["in_app"]
     rules = {r["event_type"]: r for r in admin.list_rules()["items"]}
     assert rules["ticket.assigned"]["default"] is False and rules["ticket.created"]["default"] is True
     assert admin.reset_rule("ticket.assigned")["default"] is True
-    service(db, registry).on_notifiable_event(assigned(tenant, tech))
+    service(db, registry).on_notifiable_event([assigned(tenant, tech)])
     assert sorted(d[0] for d in deliveries(db, tenant)) == ["in_app", "in_app", "sms"]
     admin.save_rule("ticket.assigned", {"enabled": False, "channels": ["in_app"], "recipients": [{"kind": "assignee"}]})
-    service(db, registry).on_notifiable_event(assigned(tenant, tech))
+    service(db, registry).on_notifiable_event([assigned(tenant, tech)])
     assert len(deliveries(db, tenant)) == 3
 
 
@@ -152,7 +152,7 @@ def test_a_user_mutes_a_channel_for_themselves(db, registry):
     tech = add_user(db, registry, tenant)
     me = service(db, registry, context(tenant, role="technician", actor_id=tech))
     assert me.save_preferences({"muted_channels": ["sms"]})["muted_channels"] == ["sms"]
-    service(db, registry).on_notifiable_event(assigned(tenant, tech))
+    service(db, registry).on_notifiable_event([assigned(tenant, tech)])
     assert deliveries(db, tenant) == [("in_app", str(tech), "sent"), ("sms", "13900000001", "muted")]
     assert sms_lines(registry) == []
     # someone else's preferences are the admin's business only
@@ -217,7 +217,7 @@ def test_a_burst_to_one_phone_is_rate_limited(db, registry):
     tenant = uuid.uuid4()
     consumer = service(db, registry)
     for _ in range(30):
-        consumer.on_notifiable_event(completed(tenant, dispatcher_id=None))
+        consumer.on_notifiable_event([completed(tenant, dispatcher_id=None)])
     assert len(sms_lines(registry)) == 10  # default: 10 SMS per recipient per hour
     statuses = [d[2] for d in deliveries(db, tenant)]
     assert statuses.count("sent") == 10 and statuses.count("rate_limited") == 20
@@ -228,7 +228,7 @@ def test_the_tenant_limit_caps_a_flood_to_many_phones(db, registry):
     service(db, registry, context(tenant)).save_settings({"per_tenant_per_minute": {"sms": 5}})
     consumer = service(db, registry)
     for i in range(8):
-        consumer.on_notifiable_event(completed(tenant, dispatcher_id=None, contact_phone=f"1380013{i:04d}"))
+        consumer.on_notifiable_event([completed(tenant, dispatcher_id=None, contact_phone=f"1380013{i:04d}")])
     assert len(sms_lines(registry)) == 5
 
 
@@ -253,13 +253,13 @@ def test_template_is_checked_when_saved_and_used_when_sending(db, registry):
     assert err.value.errors[0]["field"] == "locale"
 
     admin.save_template("ticket.completed", "sms", "zh-CN", {"parts": {"text": "【申能】{{ number }}已完工，{{ contact_name }}"}})
-    service(db, registry).on_notifiable_event(completed(tenant))
+    service(db, registry).on_notifiable_event([completed(tenant)])
     assert sms_lines(registry)[0]["text"] == "【申能】WO000042已完工，王经理"
     listed = admin.list_templates("ticket.completed")["items"]
     own = next(t for t in listed if (t["channel"], t["locale"]) == ("sms", "zh-CN"))
     assert own["custom"] is True and "summary" in own["variables"]
     admin.reset_template("ticket.completed", "sms", "zh-CN")
-    service(db, registry).on_notifiable_event(completed(tenant))
+    service(db, registry).on_notifiable_event([completed(tenant)])
     assert sms_lines(registry)[1]["text"].startswith("【售后服务】")
 
 
@@ -309,13 +309,13 @@ def test_daily_digest_counts_yesterday_and_goes_to_subscribers_once(db, registry
     yesterday = dt.datetime(2026, 11, 21, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
     consumer = service(db, registry)
     for _ in range(2):
-        consumer.on_notifiable_event(envelope("ticket.created", tenant, occurred_at=yesterday,
-                                              ticket_id=str(uuid.uuid4()), number="WO1", customer_name="甲"))
-    consumer.on_notifiable_event(completed(tenant, occurred_at=yesterday))
-    consumer.on_notifiable_event(envelope("ticket.visited", tenant, occurred_at=yesterday, ticket_id=str(uuid.uuid4()),
-                                          number="WO1", satisfaction=4))
-    consumer.on_notifiable_event(envelope("ticket.visited", tenant, occurred_at=yesterday, ticket_id=str(uuid.uuid4()),
-                                          number="WO2", satisfaction=5))
+        consumer.on_notifiable_event([envelope("ticket.created", tenant, occurred_at=yesterday,
+                                              ticket_id=str(uuid.uuid4()), number="WO1", customer_name="甲")])
+    consumer.on_notifiable_event([completed(tenant, occurred_at=yesterday)])
+    consumer.on_notifiable_event([envelope("ticket.visited", tenant, occurred_at=yesterday, ticket_id=str(uuid.uuid4()),
+                                          number="WO1", satisfaction=4)])
+    consumer.on_notifiable_event([envelope("ticket.visited", tenant, occurred_at=yesterday, ticket_id=str(uuid.uuid4()),
+                                          number="WO2", satisfaction=5)])
     worker = service(db, registry, method="release_due")
     for now in (dt.datetime(2026, 11, 21, 23, 0, tzinfo=UTC),   # 07:00 local: not yet
                 dt.datetime(2026, 11, 22, 0, 5, tzinfo=UTC),    # 08:05 local: due
@@ -334,10 +334,10 @@ def test_nobody_is_told_of_what_they_did_themselves(db, registry):
     dispatcher = add_user(db, registry, tenant, role="dispatcher")
     env = envelope("ticket.refused", tenant, ticket_id=str(uuid.uuid4()), number="WO3", customer_name="甲",
                    technician_id=str(uuid.uuid4()), dispatcher_id=str(dispatcher), reason="不在服务区域")
-    service(db, registry).on_notifiable_event({**env, "actor": {"id": str(dispatcher), "role": "dispatcher"}})
+    service(db, registry).on_notifiable_event([{**env, "actor": {"id": str(dispatcher), "role": "dispatcher"}}])
     assert deliveries(db, tenant) == []
     # the technician refused (another event): the dispatcher hears of it
-    service(db, registry).on_notifiable_event({**env, "event_id": str(uuid.uuid4())})
+    service(db, registry).on_notifiable_event([{**env, "event_id": str(uuid.uuid4())}])
     assert sorted(d[0] for d in deliveries(db, tenant)) == ["in_app", "sms"]
     with uow(db, context(tenant)) as u:
         assert u.session.query(InboxMessage).one().body == "工单 WO3（甲）被工程师拒绝：不在服务区域，请重新派单。"
@@ -347,9 +347,10 @@ def test_an_interrupted_send_fails_rather_than_repeats(db, registry, monkeypatch
     tenant = uuid.uuid4()
     event = EventEnvelope.model_validate(completed(tenant, dispatcher_id=None))
     with uow(db, context(tenant, role="system")) as u:
-        [queued] = handlers.fan_out(u, event)
+        [job] = handlers.fan_out(u, event)
+    queued = job.delivery_id
     with uow(db, context(tenant, role="system")) as u:
-        assert handlers.claim(u, [queued], handlers.utcnow())  # ... and the process died sending
+        assert handlers.claim_jobs(u, [job], handlers.utcnow())  # ... and the process died sending
     later = handlers.utcnow() + handlers.STALE_SENDING + dt.timedelta(seconds=1)
     monkeypatch.setattr("notify.service.utcnow", lambda: later)
     service(db, registry, method="release_due").release_due()
@@ -368,13 +369,13 @@ def test_events_without_a_named_dispatcher_reach_every_dispatcher_and_the_pool_t
     service(db, registry, method="on_team_updated").on_team_updated(envelope(
         "team.updated", tenant, team_id=str(pool_team), name="抢单组", kind="team", member_ids=[str(member)],
         manager_ids=[]))
-    service(db, registry).on_notifiable_event(envelope(  # tickets' refusal names no dispatcher
+    service(db, registry).on_notifiable_event([envelope(  # tickets' refusal names no dispatcher
         "ticket.refused", tenant, ticket_id=str(uuid.uuid4()), number="WO4", customer_name="甲",
-        technician_id=str(member), reason="配件未到"))
+        technician_id=str(member), reason="配件未到")])
     assert inbox_users(db, tenant) == sorted(map(str, (d1, d2)))
-    service(db, registry).on_notifiable_event(envelope(
+    service(db, registry).on_notifiable_event([envelope(
         "ticket.published_to_pool", tenant, ticket_id=str(uuid.uuid4()), number="WO5", customer_name="乙",
-        pool_team_id=str(pool_team)))
+        pool_team_id=str(pool_team))])
     assert str(member) in inbox_users(db, tenant)
 
 
@@ -392,9 +393,9 @@ def test_a_customer_change_request_links_to_the_customer(db, registry):
     tenant = uuid.uuid4()
     admin_user = add_user(db, registry, tenant, role="admin")
     customer = str(uuid.uuid4())
-    service(db, registry).on_notifiable_event(envelope(
+    service(db, registry).on_notifiable_event([envelope(
         "customer.change_requested", tenant, request_id=str(uuid.uuid4()), number="CR000001", customer_id=customer,
-        customer_name="甲公司", changes=[{"field": "phone", "old": "1", "new": "2"}], reason="换号"))
+        customer_name="甲公司", changes=[{"field": "phone", "old": "1", "new": "2"}], reason="换号")])
     [message] = service(db, registry, context(tenant, actor_id=admin_user)).list_inbox()["items"]
     assert (message["ref_type"], message["ref_id"], message["category"]) == ("customer", customer, "approval")
     assert message["body"] == "客户 甲公司 的资料变更申请 CR000001 待您审批。换号"
