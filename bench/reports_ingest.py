@@ -1,28 +1,43 @@
 """How fast the reports take in events, and how fast the reports answer over a month and a year.
 
-    .venv/bin/python bench/reports_ingest.py [--events 1000000] [--batch 2000] [--queries 20]
+    .venv/bin/python bench/reports_ingest.py [--orders 1000000] [--path consumer|direct] [--queries 20]
 
 Generates a year (2026) of work orders — each 8 events: created, assigned, accepted, checked_in,
-completed (with a service item), settled (fee and cost lines), visited, closed — plus one part
-consumption (stock.moved) per second order, and ingests them into a fresh PostgreSQL database
-(migrated by Alembic) in batches, through the same projections as live consumption
-(`handlers.ingest`: one multi-row INSERT into the archive per batch, then the read models).
-Prints events/s, peak memory (RSS), the p99 time from an event's creation to its batch being
-committed (freshness of the bulk path), and p95 of each report over a month and over the year.
+completed (with a service item), settled (fee and cost lines), visited (stars, per-dimension scores,
+tags), closed — plus one part consumption (stock.moved) per second order: 8.5 events per order.
+200 technicians in 20 teams, 5,000 customers; about 2 % of the orders backfilled (补录).
+
+The orders are created evenly over the year and their events come in the order they happen (the
+steps of one order hours and days apart, interleaved with the other orders'), as a year of the live
+bus would bring them.
+
+`--path consumer` (default): the reports service runs as in production (nameko, its batch handlers,
+on a fresh RabbitMQ vhost and PostgreSQL database); the events are published onto the
+`<producer>.events` exchanges as fast as the service keeps up (at most `--backlog` events waiting). Prints events/s (published → archived
+with the read models and rollups committed) and the CPU per event of the reports process and of its
+PostgreSQL backends (CPU time, not wall time: robust on a loaded machine), and an estimate of the
+rate two idle cores would give.
+`--path direct`: the same events through `handlers.ingest` in-process, in batches of `--batch`
+(no broker): the cost of the projections alone.
+
+Then p95 of every report (and the dashboard) over a month (grouped by day) and over the year
+(grouped by month), read as the service reads them (rollups where they answer).
 
     .venv/bin/python bench/reports_ingest.py --freshness-rate 50 --freshness-seconds 30
 
-Freshness of the live path instead: the reports service runs as in production (nameko on a fresh
-RabbitMQ vhost and PostgreSQL database); events are published onto the `<producer>.events`
-exchanges at the given rate (200 orders in flight, interleaved), and the time from each event's occurred_at (set when published) to
-its row in the archive, committed with the read models, is read back: p50, p99, max.
+Freshness of the live path instead: events published at the given rate (200 orders in flight), and
+the time from each event's occurred_at (set when published) to its row in the archive, committed with
+the read models: p50, p99, max.
 """
 import argparse
 import datetime as dt
+import os
 import random
 import resource
+import secrets
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -42,29 +57,34 @@ from svc_common.uow import UnitOfWork  # noqa: E402
 
 TENANT = uuid.uuid4()
 YEAR_START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-TECHNICIANS = [uuid.uuid4() for _ in range(200)]
 TEAMS = [uuid.uuid4() for _ in range(20)]
+TECHNICIANS = [uuid.uuid4() for _ in range(200)]
+TEAM_OF = {tech: TEAMS[i % len(TEAMS)] for i, tech in enumerate(TECHNICIANS)}  # a technician is in one team
 CUSTOMERS = [uuid.uuid4() for _ in range(5000)]
 ITEMS = [uuid.uuid4() for _ in range(30)]
 PARTS = [uuid.uuid4() for _ in range(300)]
 PLANS = [uuid.uuid4() for _ in range(50)]
 TYPES = ("repair", "install", "maintenance", "inspection")
+EXCHANGE_OF = {"stock.moved": "inventory.events"}  # the rest: tickets.events
+EVENTS_PER_ORDER = 8.5
 
 
-def order_events(n: int, rng: random.Random):
-    """The events of the n-th work order (and its part consumption), spread over the year."""
-    ticket, tech, team = uuid.uuid4(), rng.choice(TECHNICIANS), rng.choice(TEAMS)
+def order_events(n: int, rng: random.Random, at: dt.datetime | None = None):
+    """The events of the n-th work order (and its part consumption), created at `at` (default: any
+    time of the year), in the order they happen."""
+    ticket, tech = uuid.uuid4(), rng.choice(TECHNICIANS)
     customer, type_ = rng.choice(CUSTOMERS), rng.choice(TYPES)
     base = {"ticket_id": str(ticket), "number": f"WO{n:07d}", "type": type_, "customer_id": str(customer),
-            "team_id": str(team)}
-    at = YEAR_START + dt.timedelta(seconds=rng.randrange(365 * 86400 - 3 * 86400))
-    steps = [("ticket.created", 0, {"priority": rng.choice(("low", "normal", "high")),
+            "team_id": str(TEAM_OF[tech])}
+    at = at or YEAR_START + dt.timedelta(seconds=rng.randrange(365 * 86400 - 3 * 86400))
+    backfilled = rng.random() < 0.02
+    steps = [("ticket.created", 0, {"priority": rng.choice(("low", "normal", "high")), "backfilled": backfilled,
                                     "plan_id": str(rng.choice(PLANS)) if type_ == "maintenance" else None}),
              ("ticket.assigned", 300, {"technician_id": str(tech)}),
              ("ticket.accepted", 900 + rng.randrange(3600), {"technician_id": str(tech)}),
              ("ticket.checked_in", 5400 + rng.randrange(7200), {"technician_id": str(tech)}),
              ("ticket.completed", 14400 + rng.randrange(14400), {
-                 "technician_id": str(tech), "customer_name": "客户", "summary": "ok",
+                 "technician_id": str(tech), "customer_name": "客户", "summary": "ok", "backfilled": backfilled,
                  "on_site_seconds": 3600, "service_items": [{"service_item_id": str(rng.choice(ITEMS)),
                                                              "quantity": "1"}]}),
              ("ticket.settled", 86400, {"technician_id": str(tech), "currency": "CNY", "fee_total": "180.00",
@@ -74,7 +94,10 @@ def order_events(n: int, rng: random.Random):
                                                        "amount": "180.00"}],
                                         "cost_lines": [{"kind": "labour", "description": "x", "quantity": "1",
                                                         "unit_price": "95.50", "amount": "95.50"}]}),
-             ("ticket.visited", 2 * 86400, {"technician_id": str(tech), "satisfaction": rng.randint(3, 5)}),
+             ("ticket.visited", 2 * 86400, {"technician_id": str(tech), "satisfaction": rng.randint(3, 5),
+                                            "scores": {"质量": rng.randint(3, 5), "态度": rng.randint(3, 5)},
+                                            "tags": rng.sample(("准时", "专业", "礼貌"), rng.randrange(3)),
+                                            "by_customer": rng.random() < 0.5}),
              ("ticket.closed", 2 * 86400 + 60, {"technician_id": str(tech)})]
     for event_type, offset, extra in steps:
         occurred = at + dt.timedelta(seconds=offset)
@@ -82,12 +105,12 @@ def order_events(n: int, rng: random.Random):
         if event_type == "ticket.completed":
             data["completed_at"] = occurred.isoformat()
         yield envelope(event_type, occurred, data)
-    if n % 2 == 0:
-        unit = rng.choice(("12.50", "30.00", "88.80"))
-        yield envelope("stock.moved", at + dt.timedelta(seconds=14000), {
-            "move_id": str(uuid.uuid4()), "part_id": str(rng.choice(PARTS)), "quantity": "1", "kind": "consumption",
-            "unit_cost": unit, "value": unit, "technician_id": str(tech), "customer_id": str(customer),
-            "ticket_id": str(ticket)})
+        if event_type == "ticket.checked_in" and n % 2 == 0:  # a part used on site
+            unit = rng.choice(("12.50", "30.00", "88.80"))
+            yield envelope("stock.moved", occurred + dt.timedelta(seconds=1800), {
+                "move_id": str(uuid.uuid4()), "part_id": str(rng.choice(PARTS)), "quantity": "1",
+                "kind": "consumption", "unit_cost": unit, "value": unit, "technician_id": str(tech),
+                "customer_id": str(customer), "ticket_id": str(ticket)})
 
 
 def envelope(event_type, occurred, data):
@@ -96,25 +119,35 @@ def envelope(event_type, occurred, data):
             "data": data}
 
 
-def generate(total: int, seed: int = 7):
-    rng, n, produced = random.Random(seed), 0, 0
-    while produced < total:
-        for event in order_events(n, rng):
-            yield event
-            produced += 1
-            if produced >= total:
-                return
-        n += 1
+def generate(orders: int, seed: int = 7, days: int = 365):
+    """Every event of `orders` work orders created evenly over the year, in the order they happen (as
+    a year of the live bus would bring them): the steps of one order are hours and days apart,
+    interleaved with those of the orders created meanwhile."""
+    import heapq
+    rng, heap, n, seq = random.Random(seed), [], 0, 0
+    spacing = (days - 3) * 86400 / orders
+
+    def created(k):
+        return YEAR_START + dt.timedelta(seconds=k * spacing)
+    while n < orders or heap:
+        while n < orders and (not heap or created(n) <= heap[0][0]):
+            for event in order_events(n, rng, created(n)):
+                heapq.heappush(heap, (dt.datetime.fromisoformat(event["occurred_at"]), seq, event))
+                seq += 1
+            n += 1
+        yield heapq.heappop(heap)[2]
 
 
-def interleaved(in_flight: int = 200, seed: int = 11):
+def interleaved(orders: int | None = None, in_flight: int = 200, seed: int = 11):
     """Events of many orders at once, each order's in its own order, as a live day looks: the
     events of one order are minutes or hours apart, not back to back."""
     rng, n, active = random.Random(seed), 0, []
     while True:
-        while len(active) < in_flight:
+        while len(active) < in_flight and (orders is None or n < orders):
             active.append(list(order_events(n, rng)))
             n += 1
+        if not active:
+            return
         pick = rng.randrange(len(active))
         yield active[pick].pop(0)
         if not active[pick]:
@@ -125,39 +158,148 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def ingest(db: Database, total: int, batch_size: int) -> None:
-    started, done, batch, freshness = time.perf_counter(), 0, [], []
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (and its reaped children) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+class PostgresCpu:
+    """CPU of the PostgreSQL backends serving one database (their pids from pg_stat_activity)."""
+
+    def __init__(self, db: Database, database: str):
+        self.db, self.database, self.seen = db, database, {}
+
+    def sample(self) -> None:
+        import sqlalchemy as sa
+        with self.db.engine.connect() as conn:
+            pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :d AND pid <> "
+                                        "pg_backend_pid()"), {"d": self.database}).scalars().all()
+        for pid in pids:
+            try:
+                self.seen[pid] = max(self.seen.get(pid, 0.0), cpu_seconds(pid))
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                pass
+
+    def total(self) -> float:
+        return sum(self.seen.values())
+
+
+def ingest_direct(db: Database, orders: int, batch_size: int, days: int = 365) -> None:
+    pg = PostgresCpu(db, db.url.rsplit("/", 1)[1])
+    with db.engine.connect():  # the pool's connection exists: its backend is sampled from the start
+        pg.sample()
+    pg0 = pg.total()
+    started, done, batch = time.perf_counter(), 0, []
     last_report = started
+    cpu0 = time.process_time()
 
     def flush():
         nonlocal done, batch
-        created = time.perf_counter()  # a batch's events are "created" when the batch is full
         events = [EventEnvelope.model_validate(e) for e in batch]
         with UnitOfWork(db, system_context(TENANT)) as uow:
             handlers.ingest(uow, events)
-        freshness.append(time.perf_counter() - created)
         done += len(batch)
         batch = []
 
-    for event in generate(total):
+    for event in generate(orders, days=days):
         batch.append(event)
         if len(batch) >= batch_size:
             flush()
             if time.perf_counter() - last_report > 15:
                 last_report = time.perf_counter()
+                pg.sample()
                 print(f"  … {done:,} events, {done / (last_report - started):,.0f}/s, RSS {rss_mib():.0f} MiB",
                       flush=True)
     if batch:
         flush()
     seconds = time.perf_counter() - started
-    freshness.sort()
-    print(f"ingested {done:,} events in {seconds:.1f} s: {done / seconds:,.0f} events/s "
-          f"(batches of {batch_size}); peak RSS {rss_mib():.0f} MiB; "
-          f"batch commit p99 {freshness[int(0.99 * (len(freshness) - 1))] * 1000:.0f} ms")
-    # On a shared machine wall-clock rates depend on the neighbours: CPU time of this process does not.
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"loader CPU {usage.ru_utime + usage.ru_stime:.1f} s: "
-          f"{done / (usage.ru_utime + usage.ru_stime):,.0f} events per CPU-second (PostgreSQL's own CPU not counted)")
+    cpu = time.process_time() - cpu0
+    pg.sample()
+    pg_cpu = pg.total() - pg0
+    print(f"direct: ingested {done:,} events ({orders:,} orders) in {seconds:.1f} s: {done / seconds:,.0f} events/s "
+          f"(batches of {batch_size}); peak RSS {rss_mib():.0f} MiB\n"
+          f"  CPU per event: loader {cpu / done * 1000:.3f} ms (generating and validating the events included), "
+          f"PostgreSQL {pg_cpu / done * 1000:.3f} ms ⇒ on 2 idle cores ≈ {2 * done / (cpu + pg_cpu):,.0f} events/s",
+          flush=True)
+
+
+def start_reports(dbs, extra_env: dict):
+    from devstack.ephemeral import free_port_block, isolated_vhost
+    from devstack.stack import Stack, StackConfig
+    vhost, amqp_uri = isolated_vhost()
+    stack = Stack(StackConfig(amqp_uri=amqp_uri, database_url=lambda _: dbs.url("reports"),
+                              data_dir=Path(tempfile.mkdtemp()), jwt_secret=secrets.token_urlsafe(32),
+                              metrics_base_port=free_port_block(5), extra_env=extra_env))
+    stack.start("reports")
+    stack.wait_service_ready("reports")
+    return stack, vhost, amqp_uri
+
+
+def archived(db: Database) -> int:
+    import sqlalchemy as sa
+    from reports.models import EventArchive
+    with db.session(None) as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(EventArchive)) or 0
+
+
+def ingest_consumer(dbs, db: Database, orders: int, backlog: int, extra_env: dict, days: int = 365) -> None:
+    import kombu
+    import sqlalchemy as sa
+    from reports.models import EventArchive
+    from tests.servers import delete_vhost
+
+    stack, vhost, amqp_uri = start_reports(dbs, extra_env)
+    pid = stack.processes["reports"].pid
+    pg = PostgresCpu(db, dbs.url("reports").rsplit("/", 1)[1])
+    total = int(orders * EVENTS_PER_ORDER)
+
+    def high_water() -> int:  # archive ids are given in insert order: max(id) ~ how many are in
+        with db.session(None) as session:
+            return session.scalar(sa.select(sa.func.max(EventArchive.id))) or 0
+    try:
+        exchanges = {name: kombu.Exchange(name, "topic", durable=True) for name in ("tickets.events",
+                                                                                   "inventory.events")}
+        pg.sample()
+        cpu0, bench0 = cpu_seconds(pid), time.process_time()
+        published, started, last_report = 0, time.perf_counter(), time.perf_counter()
+        with kombu.Connection(amqp_uri) as conn:
+            producer = kombu.Producer(conn.channel())
+            for event in generate(orders, days=days):
+                producer.publish(event, exchange=exchanges[EXCHANGE_OF.get(event["type"], "tickets.events")],
+                                 routing_key=event["type"], serializer="json", delivery_mode=2)
+                published += 1
+                if published % 5000 == 0:
+                    while published - high_water() > backlog:  # keep the broker's queues bounded
+                        time.sleep(0.2)
+                    if time.perf_counter() - last_report > 30:
+                        last_report = time.perf_counter()
+                        pg.sample()
+                        done = high_water()
+                        print(f"  … {done:,} of {total:,} events in, {done / (last_report - started):,.0f}/s; "
+                              f"reports CPU {(cpu_seconds(pid) - cpu0) / max(done, 1) * 1000:.3f} ms/event", flush=True)
+        deadline = time.monotonic() + 900
+        while high_water() < published and time.monotonic() < deadline:
+            time.sleep(0.1)
+        while archived(db) < published and time.monotonic() < deadline:  # ids can skip: count them
+            time.sleep(0.5)
+        seconds = time.perf_counter() - started
+        pg.sample()
+        reports_cpu, bench_cpu = cpu_seconds(pid) - cpu0, time.process_time() - bench0
+        count = archived(db)
+        per_event = (reports_cpu + pg.total()) / count
+        print(f"consumer: {published:,} events ({orders:,} orders) published, {count:,} archived with their read "
+              f"models and rollups in {seconds:.1f} s: {count / seconds:,.0f} events/s (batches of "
+              f"{extra_env.get('EVENT_BATCH_SIZE', 'default')})", flush=True)
+        print(f"  CPU per event: reports process {reports_cpu / count * 1000:.3f} ms, its PostgreSQL backends "
+              f"{pg.total() / count * 1000:.3f} ms (publisher {bench_cpu / count * 1000:.3f} ms, broker not counted)"
+              f"\n  ⇒ on 2 idle cores (reports + PostgreSQL, broker aside): ≈ {2 / per_event:,.0f} events/s; "
+              f"one reports process is bound at ≈ {count / reports_cpu:,.0f} events/s", flush=True)
+        if count != published:
+            print(f"  !! {published - count:,} events not archived", flush=True)
+    finally:
+        stack.stop_all()
+        delete_vhost(vhost)
 
 
 def p95(samples: list[float]) -> float:
@@ -176,8 +318,9 @@ def queries(db: Database, repeat: int) -> None:
                 t0 = time.perf_counter()
                 with UnitOfWork(db, system_context(TENANT)) as uow:
                     if name == "dashboard":
-                        handlers.dashboard(uow, DashboardIn(tz="Asia/Shanghai"),
-                                           now=dt.datetime(2026, 6, 15, 6, tzinfo=dt.timezone.utc))
+                        now = dt.datetime(2026, 6, 15, 6, tzinfo=dt.timezone.utc) if date_to.endswith("30") else \
+                            dt.datetime(2026, 12, 30, 6, tzinfo=dt.timezone.utc)
+                        handlers.dashboard(uow, DashboardIn(tz="Asia/Shanghai"), now=now)
                     else:
                         handlers.run_report(uow, name, query)
                 samples.append((time.perf_counter() - t0) * 1000)
@@ -186,25 +329,16 @@ def queries(db: Database, repeat: int) -> None:
 
 
 def freshness(rate: float, seconds: float) -> None:
-    import secrets
-    import tempfile
-
     import kombu
     import sqlalchemy as sa
 
-    from devstack.ephemeral import free_port_block, isolated_vhost
-    from devstack.stack import Stack, StackConfig
     from reports.models import EventArchive
     from tests.servers import delete_vhost
 
-    dbs, (vhost, amqp_uri) = create_databases(["reports"]), isolated_vhost()
-    stack = Stack(StackConfig(amqp_uri=amqp_uri, database_url=lambda _: dbs.url("reports"),
-                              data_dir=Path(tempfile.mkdtemp()), jwt_secret=secrets.token_urlsafe(32),
-                              metrics_base_port=free_port_block(5), extra_env={"OUTBOX_POLL_SECONDS": "0.2"}))
+    dbs = create_databases(["reports"])
+    upgrade("reports", dbs.url("reports"))
+    stack, vhost, amqp_uri = start_reports(dbs, {"OUTBOX_POLL_SECONDS": "0.2"})
     try:
-        upgrade("reports", dbs.url("reports"))
-        stack.start("reports")
-        stack.wait_service_ready("reports")
         exchanges = {p: kombu.Exchange(f"{p}.events", "topic", durable=True) for p in ("tickets", "inventory")}
         published, started = 0, time.perf_counter()
         with kombu.Connection(amqp_uri) as conn:
@@ -243,8 +377,13 @@ def freshness(rate: float, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--orders", type=int, default=1_000_000, help="work orders (8.5 events each)")
+    parser.add_argument("--path", choices=("consumer", "direct"), default="consumer")
+    parser.add_argument("--batch", type=int, default=200, help="events per transaction (EVENT_BATCH_SIZE)")
+    parser.add_argument("--backlog", type=int, default=100_000, help="most events waiting in the broker")
+    parser.add_argument("--days", type=int, default=365,
+                        help="days the orders are spread over from 2026-01-01 (fewer: a short run as dense as a "
+                             "full year's)")
     parser.add_argument("--queries", type=int, default=20, help="runs of each report for its p95")
     parser.add_argument("--freshness-rate", type=float, help="measure the live path at this many events/s")
     parser.add_argument("--freshness-seconds", type=float, default=30)
@@ -256,8 +395,12 @@ def main() -> None:
     try:
         upgrade("reports", dbs.url("reports"))
         db = Database(dbs.url("reports"), PLATFORM)
-        print(f"reports ingestion into PostgreSQL ({dbs.url('reports')}), {args.events:,} events")
-        ingest(db, args.events, args.batch)
+        print(f"reports ingestion into PostgreSQL ({dbs.url('reports')}): {args.orders:,} work orders, "
+              f"≈ {int(args.orders * EVENTS_PER_ORDER):,} events, path {args.path}", flush=True)
+        if args.path == "direct":
+            ingest_direct(db, args.orders, args.batch, args.days)
+        else:
+            ingest_consumer(dbs, db, args.orders, args.backlog, {"EVENT_BATCH_SIZE": str(args.batch)}, args.days)
         queries(db, args.queries)
         db.dispose()
     finally:

@@ -237,7 +237,8 @@ def claim(uow: UnitOfWork, consumer: str, event_ids: list[uuid.UUID]) -> set[uui
 
 
 def handle_batch(platform, envelopes: list[dict], handler: Callable[[UnitOfWork, list[EventEnvelope]], object],
-                 claims: Callable[[UnitOfWork, str, list[EventEnvelope]], set] | None = None) -> int:
+                 claims: Callable[[UnitOfWork, str, list[EventEnvelope]], set] | None = None,
+                 partition: Callable[[EventEnvelope], object] | None = None, partitions: int = 1) -> int:
     """Run `handler(uow, events)` on the events of a batch this consumer has not handled yet: one
     unit of work per tenant (sessions are tenant-scoped), the claims of all its events in one
     statement. Raises if any part fails (the batch handler then goes one by one). Returns how many
@@ -246,33 +247,60 @@ def handle_batch(platform, envelopes: list[dict], handler: Callable[[UnitOfWork,
     `platform` is the worker's `Platform` dependency (svc_common.nameko_deps.WorkerPlatform).
     `claims(uow, consumer, events)` → the ids not handled before: by default `claim` (processed_events);
     a service that keeps every event once anyway (an archive, INSERT … ON CONFLICT DO NOTHING
-    RETURNING) can make that its claim and save a write per event."""
+    RETURNING) can make that its claim and save a write per event.
+    `partition(event)` → a key (e.g. the work order) and `partitions` > 1: a tenant's events are split
+    by key into that many units of work run side by side (green threads, a connection each), which
+    touch disjoint rows, so one waits on the database while another computes."""
     events = [EventEnvelope.model_validate(e) for e in envelopes]  # a malformed one fails the batch
     consumer = f"{platform.service_name}.{platform.worker_ctx.entrypoint.method_name}"
+    groups: list[tuple[uuid.UUID, list[EventEnvelope]]] = []
     by_tenant: "OrderedDict[uuid.UUID, OrderedDict]" = OrderedDict()
     for event in events:  # a redelivered copy within the batch counts once
         by_tenant.setdefault(event.tenant_id, OrderedDict()).setdefault(event.event_id, event)
-    fresh_total, committed = 0, []
     for tenant_id, group in by_tenant.items():
-        first = next(iter(group.values()))
-        with UnitOfWork(platform.db, system_context(tenant_id, first.correlation_id)) as uow:
-            fresh_ids = (claims(uow, consumer, list(group.values())) if claims is not None
-                         else claim(uow, consumer, list(group)))
-            fresh = [e for e in group.values() if e.event_id in fresh_ids]
+        if partition is None or partitions < 2:
+            groups.append((tenant_id, list(group.values())))
+            continue
+        split: dict[int, list] = {}
+        for event in group.values():
+            split.setdefault(hash(partition(event)) % partitions, []).append(event)
+        groups += [(tenant_id, part) for _, part in sorted(split.items())]
+
+    def run(tenant_id, group) -> set:
+        with UnitOfWork(platform.db, system_context(tenant_id, group[0].correlation_id)) as uow:
+            fresh_ids = claims(uow, consumer, group) if claims is not None else \
+                claim(uow, consumer, [e.event_id for e in group])
+            fresh = [e for e in group if e.event_id in fresh_ids]
             if fresh:
                 handler(uow, fresh)
-        committed.append(fresh_ids)
-        fresh_total += len(fresh)
-    fresh_all = set().union(*committed)
-    seen: set[uuid.UUID] = set()
-    now = utcnow()
-    for event in events:  # every copy received, a repeated one as a duplicate
-        outcome = "ok" if event.event_id in fresh_all and event.event_id not in seen else "duplicate"
-        seen.add(event.event_id)
-        EVENTS_CONSUMED.labels(platform.service_name, event.type, outcome).inc()
-        if outcome == "ok":
-            EVENT_LAG.labels(platform.service_name, event.type).observe(
-                max((now - event.occurred_at).total_seconds(), 0.0))
+        return fresh_ids
+
+    if len(groups) > 1 and partitions > 1:
+        pile = eventlet.GreenPile(len(groups))
+        for tenant_id, group in groups:
+            pile.spawn(_outcome, run, tenant_id, group)
+        outcomes = list(pile)
+    else:
+        outcomes = [_outcome(run, tenant_id, group) for tenant_id, group in groups]
+    failed = [error for _, error in outcomes if error is not None]
+    committed = [(group, fresh_ids) for (_, group), (fresh_ids, error) in zip(groups, outcomes) if error is None]
+    now, fresh_total = utcnow(), 0
+    for group, fresh_ids in committed:
+        for event in group:
+            outcome = "ok" if event.event_id in fresh_ids else "duplicate"
+            EVENTS_CONSUMED.labels(platform.service_name, event.type, outcome).inc()
+            if outcome == "ok":
+                fresh_total += 1
+                EVENT_LAG.labels(platform.service_name, event.type).observe(
+                    max((now - event.occurred_at).total_seconds(), 0.0))
+    if failed:  # the committed parts are claimed: run one by one, they are duplicates
+        raise failed[0]
     log.info("event batch consumed", extra={"consumer": consumer, "events": len(events), "new": fresh_total})
     return fresh_total
 
+
+def _outcome(fn, *args) -> tuple:
+    try:
+        return fn(*args), None
+    except Exception as exc:  # every part runs to its end (commit or rollback) before the batch fails
+        return None, exc

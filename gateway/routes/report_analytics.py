@@ -19,7 +19,7 @@ REPORTS = {
     "work-orders": ("work_orders", "工单报表: created, completed, closed, cancelled, overdue; response, arrival "
                                    "and completion times (avg, p90); SLA compliance; by status, type, priority"),
     "personnel": ("personnel", "人员报表: per technician — orders done, assists, hours on site, revenue, "
-                               "satisfaction, first-time-fix rate"),
+                               "satisfaction (overall, per dimension, tags), first-time-fix rate"),
     "revenue": ("revenue", "营收报表: fees, costs and gross profit per period and team (decimal strings)"),
     "customers": ("customers", "客户报表: total, new and served customers; top customers by orders and revenue"),
     "service-desk": ("service_desk", "服务台报表: requests received and converted to orders, by channel"),
@@ -27,9 +27,11 @@ REPORTS = {
     "service-items": ("service_items", "服务项目报表: usage and revenue of service items"),
     "business-plan": ("business_plan", "业务计划: planned (recurring / maintenance) orders versus done"),
     "performance": ("performance", "绩效报告: scores per technician and team by the company's weighted rules"),
+    "satisfaction": ("satisfaction", "满意度报表: return visits per period and team — average stars overall and per "
+                                     "dimension, tag counts, share rated by the customer"),
 }
 ReportSlug = Literal["work-orders", "personnel", "revenue", "customers", "service-desk", "spare-parts",
-                     "service-items", "business-plan", "performance"]
+                     "service-items", "business-plan", "performance", "satisfaction"]
 
 
 def report_query(

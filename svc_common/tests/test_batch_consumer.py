@@ -89,6 +89,31 @@ def test_a_failing_tenant_rolls_back_its_part_and_the_batch_raises(db):
     assert seen(db) == {(good, 1): 1, (bad, 1): 1}
 
 
+def test_partitions_are_units_of_work_of_their_own(db):
+    tenant = uuid.uuid4()
+    batch = [envelope(tenant, n, poison=(n == 5)) for n in range(10)]
+    by_parity = lambda event: event.data["n"] % 2  # noqa: E731
+    with pytest.raises(RuntimeError, match="poison"):
+        handle_batch(platform(db), batch, record, partition=by_parity, partitions=2)
+    part = seen(db)
+    assert len(part) == 5 and all(n % 2 == 0 for _, n in part) and set(part.values()) == {5}  # the even half
+    assert handle_batch(platform(db), batch[:5], record, partition=by_parity, partitions=2) == 2  # 1 and 3
+
+
+def test_a_custom_claim_replaces_processed_events(db):
+    claimed = []
+
+    def claims(uow, consumer, events):
+        claimed.extend(e.event_id for e in events)
+        return {e.event_id for e in events[1:]}
+    tenant = uuid.uuid4()
+    batch = [envelope(tenant, n) for n in range(3)]
+    assert handle_batch(platform(db), batch, record, claims=claims) == 2
+    assert claimed == [uuid.UUID(e["event_id"]) for e in batch] and len(seen(db)) == 2
+    with db.session(None) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(PLATFORM.processed_events)) == 0
+
+
 def test_a_malformed_envelope_fails_the_batch(db):
     with pytest.raises(Exception):
         handle_batch(platform(db), [envelope(uuid.uuid4(), 1), {"type": "probe.happened"}], record)

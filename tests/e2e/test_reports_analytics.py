@@ -27,7 +27,7 @@ RANGE = "date_from=2026-11-10&date_to=2026-11-12"
 EXCHANGE = {"ticket": "tickets.events", "service_request": "tickets.events", "stock": "inventory.events",
             "customer": "customers.events", "user": "gateway.events", "team": "gateway.events"}
 SLUGS = ("work-orders", "personnel", "revenue", "customers", "service-desk", "spare-parts", "service-items",
-         "business-plan", "performance")
+         "business-plan", "performance", "satisfaction")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def company(api, stack):
     expected = {"business-plan": ("planned", 2), "revenue": ("fee_total", "330.50"), "customers": ("total", 3),
                 "work-orders": ("p90_completion_minutes", 750.0), "service-desk": ("closed_without_order", 1),
                 "spare-parts": ("value", "51.00"), "personnel": ("satisfaction", 4.0),
-                "service-items": ("revenue", "100.00")}
+                "service-items": ("revenue", "100.00"), "satisfaction": ("rated", 2)}
     for slug, (key, value) in expected.items():
         eventually(lambda: api.ok("GET", f"/reports/{slug}?{RANGE}", co["admin"])["totals"][key] == value, timeout=30)
     eventually(lambda: [r["name"] for r in api.ok("GET", f"/reports/performance?{RANGE}", co["admin"])["rows"]]
@@ -67,6 +67,24 @@ def test_every_report_reads_the_published_events(api, company):
     assert api.ok("GET", f"/reports/service-items?{RANGE}", admin)["totals"]["revenue"] == "100.00"
     performance = api.ok("GET", f"/reports/performance?{RANGE}", admin)
     assert [(r["name"], r["score"]) for r in performance["rows"]] == [("张工", 100.0), ("李工", 58.0)]
+
+
+def test_satisfaction_per_dimension_and_tags(api, company):
+    admin = company["admin"]
+    people = api.ok("GET", f"/reports/personnel?{RANGE}", admin)["sections"]["technicians"]
+    zhang = {p["technician_name"]: p for p in people}["张工"]
+    assert (zhang["scores"], zhang["tags"]) == ({"态度": 4.0, "质量": 5.0}, {"准时": 1})
+    report = api.ok("GET", f"/reports/satisfaction?{RANGE}", admin)
+    assert report["totals"]["scores"] == {"态度": 4.0, "质量": 4.0}
+    assert report["totals"]["tags"] == {"准时": 2, "等待久": 1} and report["totals"]["rated_by_customer"] == 1
+    assert [(r["period"], r["team_name"], r["satisfaction"]) for r in report["rows"]] == [
+        ("2026-11-11", "一组", 5.0), ("2026-11-12", "一组", 3.0)]
+    assert {d["dimension"]: d["ratings"] for d in report["sections"]["by_dimension"]} == {"态度": 1, "质量": 2}
+    xlsx = api.request("GET", f"/reports/personnel/export?{RANGE}&format=xlsx", admin)
+    sheet = list(load_workbook(io.BytesIO(xlsx.content))["technicians"].values)
+    assert "评分·质量" in sheet[0] and "标签·准时" in sheet[0]
+    row = {name: value for name, value in zip(sheet[0], sheet[1 + [r[1] for r in sheet[1:]].index("张工")])}
+    assert (row["评分·质量"], row["标签·准时"]) == (5, 1)
 
 
 def test_filters_grouping_and_paging_over_http(api, company):
@@ -121,9 +139,18 @@ def test_settings_dashboard_and_a_technicians_own_view(api, company):
 
 
 def test_rebuild_from_the_archive_shows_the_live_figures(api, company):
+    """A background job: started (202, running), followed to done; the figures are the live ones."""
     admin = company["admin"]
     live = {slug: api.ok("GET", f"/reports/{slug}?{RANGE}", admin) for slug in SLUGS}
-    assert api.ok("POST", "/reports/rebuild", admin)["replayed"] >= company["events"]
+    assert api.request("POST", "/reports/rebuild", company["dispatcher"]).status_code == 403
+    started = api.request("POST", "/reports/rebuild", admin)
+    assert started.status_code == 202 and started.json()["status"] in ("running", "done")
+    job = started.json()["job_id"]
+    done = eventually(lambda: (j := api.ok("GET", f"/reports/rebuild/{job}", admin))["status"] == "done" and j,
+                      timeout=60)
+    assert done["replayed"] >= company["events"] and done["total"] == done["replayed"]
+    assert api.ok("GET", "/reports/rebuild", admin)["job_id"] == job  # the latest
+    assert api.request("GET", f"/reports/rebuild/{uuid.uuid4()}", admin).status_code == 404
     assert {slug: api.ok("GET", f"/reports/{slug}?{RANGE}", admin) for slug in SLUGS} == live
 
 

@@ -623,12 +623,7 @@ def _emit_all(uow: UnitOfWork, deliveries: list[dict]) -> None:
         "notification_id": d["id"], "channel": d["channel"], "recipient": d["recipient"],
         "source_event_type": d["event_type"], "error": d["error"], "source_event_id": d["event_id"],
         "user_id": d["user_id"], "provider": d["provider"], "attempts": d["attempts"]}) for d in deliveries]
-    emit_many = getattr(uow, "emit_many", None)  # one INSERT for all; requested of svc_common (h3-notify)
-    if emit_many is not None:
-        emit_many(events)
-    else:
-        for event_type, data in events:
-            uow.emit(event_type, data)
+    uow.emit_many(events)  # one INSERT for all
 
 
 def _emit_row(uow: UnitOfWork, delivery: Delivery) -> None:

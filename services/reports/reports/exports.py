@@ -40,26 +40,37 @@ LABELS = {
     "done_rate": ("完成率", "Done rate"), "plan_id": ("计划ID", "Plan ID"), "rank": ("排名", "Rank"),
     "score": ("得分", "Score"), "side": ("收支", "Side"), "kind": ("类别", "Kind"), "amount": ("金额", "Amount"),
     "settled": ("结算单数", "Settled"),
+    "visits": ("回访数", "Visits"), "rated": ("评价数", "Rated"), "rated_by_customer": ("客户自评", "Rated by customer"),
+    "scores": ("分项评分", "Scores"), "tags": ("标签", "Tags"), "dimension": ("评价维度", "Dimension"),
+    "average": ("平均分", "Average"), "ratings": ("评价次数", "Ratings"), "tag": ("标签", "Tag"),
+    "count": ("次数", "Count"),
 }
+# Dict-valued columns (satisfaction per dimension, tag counts) become one column per key in files.
+SUB_LABELS = {"scores": ("评分·", "Score · "), "tags": ("标签·", "Tag · ")}
 TITLES = {
     "work_orders": ("工单报表", "Work orders"), "personnel": ("人员报表", "Personnel"),
     "revenue": ("营收报表", "Revenue"), "customers": ("客户报表", "Customers"),
     "service_desk": ("服务台报表", "Service desk"), "spare_parts": ("备件报表", "Spare parts"),
     "service_items": ("服务项目报表", "Service items"), "business_plan": ("业务计划", "Business plan"),
-    "performance": ("绩效报告", "Performance"), "totals": ("合计", "Totals"),
+    "performance": ("绩效报告", "Performance"), "satisfaction": ("满意度报表", "Satisfaction"),
+    "totals": ("合计", "Totals"),
 }
 # What each report's trend chart draws (its per-period rows, summed per period).
 CHART_SERIES = {
     "work_orders": ("created", "completed", "overdue"), "personnel": ("completed",),
     "revenue": ("fee_total", "cost_total", "gross_profit"), "customers": ("new", "served"),
     "service_desk": ("received", "converted"), "spare_parts": ("value",), "service_items": ("revenue",),
-    "business_plan": ("planned", "done"), "performance": ("score",),
+    "business_plan": ("planned", "done"), "performance": ("score",), "satisfaction": ("satisfaction",),
 }
 
 
 def label(key: str, locale: str) -> str:
-    zh, en = LABELS.get(key, (key, key))
-    return en if locale.startswith("en") else zh
+    en = locale.startswith("en")
+    if ":" in key and key.split(":", 1)[0] in SUB_LABELS:
+        prefix, name = key.split(":", 1)
+        return SUB_LABELS[prefix][1 if en else 0] + name
+    zh, en_label = LABELS.get(key, (key, key))
+    return en_label if en else zh
 
 
 def title(report: str, locale: str) -> str:
@@ -94,11 +105,25 @@ def text(value) -> str:
     return str(cell(value))
 
 
+def flatten(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dict]]:
+    """Dict-valued columns (scores per dimension, tag counts) as one column per key ("scores:质量")."""
+    nested = [c for c in columns if c in SUB_LABELS and any(isinstance(r.get(c), dict) for r in rows)]
+    if not nested:
+        return columns, rows
+    keys = {c: sorted({k for r in rows for k in (r.get(c) or {})}) for c in nested}
+    out_columns = []
+    for c in columns:
+        out_columns += [f"{c}:{k}" for k in keys[c]] if c in keys else [c]
+    out_rows = [{**{k: v for k, v in r.items() if k not in keys},
+                 **{f"{c}:{k}": (r.get(c) or {}).get(k) for c in keys for k in keys[c]}} for r in rows]
+    return out_columns, out_rows
+
+
 def _tables(report: str, result: dict, locale: str) -> list[tuple[str, list[str], list[dict]]]:
-    tables = [(title(report, locale), result["columns"], result["rows"]),
-              (title("totals", locale), list(result["totals"]), [result["totals"]])]
+    tables = [(title(report, locale), *flatten(result["columns"], result["rows"])),
+              (title("totals", locale), *flatten(list(result["totals"]), [result["totals"]]))]
     for name, rows in result["sections"].items():
-        tables.append((name, columns_of(rows), rows))
+        tables.append((name, *flatten(columns_of(rows), rows)))
     return tables
 
 
@@ -119,13 +144,15 @@ def to_csv(report: str, result: dict, locale: str) -> bytes:
     """The rows, a blank line, then the totals; UTF-8 with a BOM so Excel reads the Chinese."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([label(c, locale) for c in result["columns"]])
-    for row in result["rows"]:
-        writer.writerow([text(row.get(c)) for c in result["columns"]])
+    columns, rows = flatten(result["columns"], result["rows"])
+    writer.writerow([label(c, locale) for c in columns])
+    for row in rows:
+        writer.writerow([text(row.get(c)) for c in columns])
     if result["totals"]:
+        total_columns, [totals] = flatten(list(result["totals"]), [result["totals"]])
         writer.writerow([])
-        writer.writerow([title("totals", locale)] + [label(c, locale) for c in result["totals"]])
-        writer.writerow([""] + [text(v) for v in result["totals"].values()])
+        writer.writerow([title("totals", locale)] + [label(c, locale) for c in total_columns])
+        writer.writerow([""] + [text(totals.get(c)) for c in total_columns])
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 

@@ -20,10 +20,12 @@ PLATFORM = platform_tables(Base.metadata)
 class EventArchive(TenantScoped, Base):
     """Every consumed event as received, in arrival order, so read models can be rebuilt by replay."""
     __tablename__ = "event_archive"
+    __table_args__ = (sa.Index("ix_event_archive_replay", "tenant_id", "id"),)  # a tenant's replay in pages
+    tenant_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, nullable=False)  # first in the indexes below: none of its own
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
                                     autoincrement=True)
     event_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, unique=True)
-    type: Mapped[str] = mapped_column(sa.String(100), index=True)
+    type: Mapped[str] = mapped_column(sa.String(100))
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     envelope: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     archived_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -35,6 +37,7 @@ class CompletedWorkOrder(TenantScoped, Base):
         sa.UniqueConstraint("tenant_id", "ticket_id", name="uq_completed_work_order"),
         sa.Index("ix_completed_work_orders_day", "tenant_id", "completed_at"),
     )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, nullable=False)  # first in the indexes below: none of its own
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=new_id)
     ticket_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
     number: Mapped[str] = mapped_column(sa.String(40))
@@ -50,6 +53,7 @@ class CreatedWorkOrder(TenantScoped, Base):
         sa.UniqueConstraint("tenant_id", "ticket_id", name="uq_created_work_order"),
         sa.Index("ix_created_work_orders_day", "tenant_id", "created_at"),
     )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, nullable=False)  # first in the indexes below: none of its own
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=new_id)
     ticket_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
     number: Mapped[str] = mapped_column(sa.String(40))
@@ -95,8 +99,13 @@ class WorkOrderFact(TenantScoped, Base):
         sa.Index("ix_report_wo_created", "tenant_id", "created_at"),
         sa.Index("ix_report_wo_completed", "tenant_id", "completed_at"),
         sa.Index("ix_report_wo_settled", "tenant_id", "settled_at"),
-        sa.Index("ix_report_wo_status", "tenant_id", "status"),
+        # no index on status (it changes with almost every event: updates could not be HOT); the
+        # open orders by status are a rollup ("open")
+        # the filters the rollups leave to the rows (selective ones): by technician, by customer
+        sa.Index("ix_report_wo_technician", "tenant_id", "technician_id", "completed_at"),
+        sa.Index("ix_report_wo_customer", "tenant_id", "customer_id"),
     )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, nullable=False)  # first in the indexes below: none of its own
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=new_id)
     ticket_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
     number: Mapped[str | None] = mapped_column(sa.String(40))
@@ -129,35 +138,18 @@ class WorkOrderFact(TenantScoped, Base):
     gross_profit: Mapped[Decimal | None] = mapped_column(Money)
     visited_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     satisfaction: Mapped[int | None] = mapped_column(sa.Integer)
-
-
-class SettlementLine(TenantScoped, Base):
-    """Fee and cost lines of a work order's latest settlement (replaced by a later one)."""
-    __tablename__ = "report_settlement_lines"
-    __table_args__ = (sa.Index("ix_report_settlement_ticket", "tenant_id", "ticket_id"),
-                      sa.Index("ix_report_settlement_at", "tenant_id", "settled_at"))
-    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=new_id)
-    ticket_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
-    side: Mapped[str] = mapped_column(sa.String(10))  # fee | cost
-    kind: Mapped[str] = mapped_column(sa.String(40))
-    ref_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
-    description: Mapped[str | None] = mapped_column(sa.String(500))
-    quantity: Mapped[Decimal | None] = mapped_column(Quantity)
-    unit_price: Mapped[Decimal | None] = mapped_column(Money)
-    amount: Mapped[Decimal] = mapped_column(Money)
-    settled_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-
-
-class ServiceItemUsage(TenantScoped, Base):
-    """Service items recorded on a work order's latest completion."""
-    __tablename__ = "report_service_item_usage"
-    __table_args__ = (sa.Index("ix_report_item_usage_ticket", "tenant_id", "ticket_id"),
-                      sa.Index("ix_report_item_usage_at", "tenant_id", "completed_at"))
-    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=new_id)
-    ticket_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
-    service_item_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
-    quantity: Mapped[Decimal] = mapped_column(Quantity)
-    completed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # 补录: recorded after the fact (ticket.created / ticket.completed backfilled): counts as work done,
+    # left out of the response / arrival / completion times and SLA figures.
+    backfilled: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    # The latest return visit's ratings: dimension → stars, quick tags, rated by the customer or staff.
+    visit_scores: Mapped[dict | None] = mapped_column(sa.JSON)
+    visit_tags: Mapped[list | None] = mapped_column(sa.JSON)
+    visit_by_customer: Mapped[bool | None] = mapped_column(sa.Boolean)
+    # Summaries of the latest settlement and completion, so that the rollups are a function of this
+    # row alone: "side|kind" → amount; service item → quantity; billed service item → [quantity, amount].
+    settlement_kinds: Mapped[dict | None] = mapped_column(sa.JSON)
+    items_used: Mapped[dict | None] = mapped_column(sa.JSON)
+    items_billed: Mapped[dict | None] = mapped_column(sa.JSON)
 
 
 class PartConsumption(TenantScoped, Base):
@@ -165,6 +157,7 @@ class PartConsumption(TenantScoped, Base):
     __tablename__ = "report_part_consumption"
     __table_args__ = (sa.UniqueConstraint("tenant_id", "move_id", name="uq_report_part_consumption"),
                       sa.Index("ix_report_part_consumption_at", "tenant_id", "moved_at"))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, nullable=False)  # first in the indexes below: none of its own
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=new_id)
     move_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
     part_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
@@ -197,7 +190,8 @@ class ServiceRequestFact(TenantScoped, Base):
 
 class CustomerFact(TenantScoped, Base):
     __tablename__ = "report_customers"
-    __table_args__ = (sa.UniqueConstraint("tenant_id", "customer_id", name="uq_report_customer"),)
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "customer_id", name="uq_report_customer"),
+                      sa.Index("ix_report_customers_created", "tenant_id", "created_at"))
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=new_id)
     customer_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
     name: Mapped[str | None] = mapped_column(sa.String(200))
@@ -235,3 +229,79 @@ class ReportSettings(TenantScoped, Base):
     time_zone: Mapped[str] = mapped_column(sa.String(64))
     performance_weights: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- rollups (pre-aggregated figures, maintained with the read models) ----------------------------
+
+ROLLUP_MEASURES = 14  # m0 … m13: each rollup gives them its own meaning (rollups.SPECS)
+TIMING_MEASURES = ("r", "a", "c")  # response, arrival, completion
+HISTOGRAM_BUCKETS = 64  # per timing measure (rollups.bucket_of)
+
+
+class Rollup(TenantScoped, Base):
+    """Additive figures per company, rollup, grain (d: local day, m: local month) and period, and the
+    rollup's dimensions ('' when absent, so that the key has no NULLs). Money is in cents and quantities
+    in thousandths (integers: exact sums in SQL on every backend). Maintained by the projections in
+    the same transaction as the rows they sum, by the difference each changed row makes."""
+    __tablename__ = "report_rollups"
+    __table_args__ = (sa.PrimaryKeyConstraint("tenant_id", "rollup", "grain", "period", "team", "type", "d1", "d2",
+                                              name="pk_report_rollups"),)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, nullable=False)  # the key leads with it: no index of its own
+    rollup: Mapped[str] = mapped_column(sa.String(16))
+    grain: Mapped[str] = mapped_column(sa.String(1))
+    period: Mapped[dt.date] = mapped_column(sa.Date)
+    team: Mapped[str] = mapped_column(sa.String(36))
+    type: Mapped[str] = mapped_column(sa.String(100))
+    d1: Mapped[str] = mapped_column(sa.String(100))
+    d2: Mapped[str] = mapped_column(sa.String(200))
+
+
+class TimingHistogram(TenantScoped, Base):
+    """Counts of response / arrival / completion times per log-spaced bucket (rollups.bucket_of), per
+    company, grain, period, team and type: the p90 of a large window is read from these (percentiles
+    do not add up; bucket counts do)."""
+    __tablename__ = "report_timing_histograms"
+    __table_args__ = (sa.PrimaryKeyConstraint("tenant_id", "grain", "period", "team", "type",
+                                              name="pk_report_timing_histograms"),)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, nullable=False)
+    grain: Mapped[str] = mapped_column(sa.String(1))
+    period: Mapped[dt.date] = mapped_column(sa.Date)
+    team: Mapped[str] = mapped_column(sa.String(36))
+    type: Mapped[str] = mapped_column(sa.String(100))
+
+
+# The measure and bucket columns, added to the mapped classes (declarative maps them like the others).
+for _i in range(ROLLUP_MEASURES):
+    setattr(Rollup, f"m{_i}", sa.Column(f"m{_i}", sa.BigInteger, nullable=False, default=0))
+for _m in TIMING_MEASURES:
+    for _i in range(HISTOGRAM_BUCKETS):
+        setattr(TimingHistogram, f"{_m}{_i}", sa.Column(f"{_m}{_i}", sa.Integer, nullable=False, default=0))
+
+
+class TenantState(TenantScoped, Base):
+    """Per company: the time zone its rollups are kept in, and the rebuild that holds its live
+    projections off (while set, consumers archive its events and leave the read models to the job)."""
+    __tablename__ = "report_tenant_state"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", name="uq_report_tenant_state"),)
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=new_id)
+    rollup_zone: Mapped[str] = mapped_column(sa.String(64))
+    rebuild_job_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+
+
+class RebuildJob(TenantScoped, Base):
+    """A rebuild of a company's read models from its archive, run in the background (handlers.run_rebuild)."""
+    __tablename__ = "report_rebuild_jobs"
+    __table_args__ = (sa.Index("ix_report_rebuild_jobs_status", "status", "heartbeat_at"),)
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=new_id)
+    status: Mapped[str] = mapped_column(sa.String(20))  # running | done | failed
+    reason: Mapped[str] = mapped_column(sa.String(40))  # requested | time_zone
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    time_zone: Mapped[str] = mapped_column(sa.String(64))
+    total: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # archived events when it started
+    replayed: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    high_water: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # last archive id of the first pass
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    error: Mapped[str | None] = mapped_column(sa.String(1000))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -9,6 +9,7 @@ Every projection gives the same rows whatever order the events of one work order
 is that of the latest event), so a late redelivery or a replay lands on the same figures.
 """
 import datetime as dt
+import json
 import uuid
 from functools import lru_cache
 from decimal import Decimal, InvalidOperation
@@ -19,16 +20,14 @@ from svc_common.contracts import EventEnvelope
 from svc_common.db import insert_if_absent, new_id
 from svc_common.uow import UnitOfWork
 
-from . import domain
+from . import domain, rollups
 from .models import (
     CompletedWorkOrder,
     CreatedWorkOrder,
     CustomerFact,
     PartConsumption,
     PersonFact,
-    ServiceItemUsage,
     ServiceRequestFact,
-    SettlementLine,
     TeamFact,
     WorkOrderFact,
 )
@@ -80,14 +79,32 @@ def _cache(uow: UnitOfWork) -> dict:
     return uow.session.info.setdefault("report_rows", {})
 
 
+# Rows whose changes the rollups follow (rollups.snapshot / contributions).
+ROLLED_UP = (WorkOrderFact, PartConsumption)
+
+
+class FactRow:
+    """A work-order row of a batch, loaded and written with SQL rather than through the ORM (a batch
+    changes hundreds; the session's bookkeeping would cost more than folding the events in). Its
+    columns are its attributes; `write_facts` writes back the ones a batch changed."""
+
+    def __init__(self, values: dict):
+        self.__dict__.update(values)
+
+
 def _one(uow: UnitOfWork, model, key: str, value: uuid.UUID, **defaults):
     cache = _cache(uow)
     row = cache.get((model, value))
     if row is not None:
         return row
+    if model is WorkOrderFact:  # always loaded by `prefetch` (pre-inserted if new): the batch's events name it
+        prefetch_keys(uow, model, key, [value])
+        return cache[(model, value)]
     if (model, "prefetched") in cache:  # the batch loaded every existing row: a miss is a new one
         row = model(**{key: value}, tenant_id=uow.ctx.tenant_id, **defaults)
         uow.session.add(row)
+        if model in ROLLED_UP:
+            rollups.remember_new(uow, row)
     else:
         locked = sa.select(model).where(getattr(model, key) == value).with_for_update()
         row = uow.session.scalar(locked)
@@ -95,25 +112,77 @@ def _one(uow: UnitOfWork, model, key: str, value: uuid.UUID, **defaults):
             insert_if_absent(uow.session, model.__table__,
                              {"id": new_id(), "tenant_id": uow.ctx.tenant_id, key: value, **defaults})
             row = uow.session.scalar(locked)
+        if model in ROLLED_UP:
+            rollups.remember(uow, row)
     cache[(model, value)] = row
     return row
 
 
+# Read models whose columns besides the key all have defaults: a batch creates the rows it misses
+# before locking them (INSERT … ON CONFLICT DO NOTHING), so concurrent batches never race to insert
+# the same row (the loser would fail and be run one event at a time).
+PRE_INSERTED = (WorkOrderFact, ServiceRequestFact, CustomerFact, PersonFact, TeamFact)
+
+
 def prefetch(uow: UnitOfWork, events: list[EventEnvelope]) -> None:
-    """Load (and lock) every existing row a batch of events folds into, one query per model."""
-    cache = _cache(uow)
+    """Load (and lock) every row a batch of events folds into, one query per model.
+
+    Locks are taken in one order (model, then key) by every transaction, so two batches touching
+    the same rows wait for each other instead of deadlocking."""
     wanted: dict = {}
     for event in events:
         for model, key, field in ROWS_OF.get(event.type, ()):
             value = as_uuid(event.data.get(field))
             if value is not None:
                 wanted.setdefault((model, key), set()).add(value)
-    for (model, key), values in wanted.items():
-        column = getattr(model, key)
-        for chunk in _chunks(sorted(values), 5000):
-            for row in uow.session.scalars(sa.select(model).where(column.in_(chunk)).with_for_update()):
-                cache[(model, getattr(row, key))] = row
-        cache[(model, "prefetched")] = True
+    for (model, key), values in sorted(wanted.items(), key=lambda kv: kv[0][0].__tablename__):
+        prefetch_keys(uow, model, key, values)
+
+
+def prefetch_keys(uow: UnitOfWork, model, key: str, values) -> None:
+    cache = _cache(uow)
+    column = getattr(model, key)
+    values = sorted(v for v in values if (model, v) not in cache)
+    for chunk in _chunks(values, 5000):
+        if model in PRE_INSERTED:
+            _insert_missing(uow, model, key, chunk)
+        if model is WorkOrderFact:
+            table = model.__table__
+            locked = sa.select(table).where(table.c.tenant_id == uow.ctx.tenant_id, table.c[key].in_(chunk)) \
+                .order_by(table.c[key]).with_for_update()
+            originals = cache.setdefault(("originals", model), {})  # (projections assign new JSON values,
+            for values_ in uow.session.execute(locked).mappings():  # never change one in place)
+                row = FactRow(dict(values_))
+                originals[id(row)] = (row, dict(values_))
+                cache[(model, row.ticket_id)] = row
+                rollups.remember(uow, row)
+            continue
+        locked = sa.select(model).where(column.in_(chunk)).order_by(column).with_for_update()
+        for row in uow.session.scalars(locked):
+            cache[(model, getattr(row, key))] = row
+            if model in ROLLED_UP:
+                rollups.remember(uow, row)
+    cache[(model, "prefetched")] = True
+
+
+def _insert_missing(uow: UnitOfWork, model, key: str, values: list) -> None:
+    column = getattr(model, key)
+    existing = set(uow.session.scalars(sa.select(column).where(column.in_(values))))
+    missing = [v for v in values if v not in existing]  # sorted: inserts lock in key order too
+    if not missing:
+        return
+    defaults = {c.name: c.default.arg for c in model.__table__.columns
+                if c.default is not None and not callable(c.default.arg)}
+    rows = [{**defaults, "id": new_id(), "tenant_id": uow.ctx.tenant_id, key: v} for v in missing]
+    uow.session.connection().execute(_insert_statement(uow, model.__table__).on_conflict_do_nothing(), rows)
+
+
+def _insert_statement(uow: UnitOfWork, table: sa.Table):
+    if uow.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
 
 
 def _chunks(values: list, size: int):
@@ -123,26 +192,46 @@ def _chunks(values: list, size: int):
 
 def forget_cached_rows(uow: UnitOfWork) -> None:
     uow.session.info.pop("report_rows", None)
+    rollups.forget(uow)
 
 
-def write_lines(uow: UnitOfWork) -> None:
-    """Replace the settlement lines and service-item usage of the orders this session settled or
-    completed anew: one DELETE and one multi-row INSERT per table, whatever the batch size."""
-    cache = _cache(uow)
-    for model in (SettlementLine, ServiceItemUsage):
-        replaced = cache.pop(("lines", model), None)
-        if not replaced:
-            continue
-        for chunk in _chunks(list(replaced), 5000):
-            uow.session.execute(sa.delete(model).where(model.ticket_id.in_(chunk)))
-        rows = [{"id": new_id(), "tenant_id": uow.ctx.tenant_id, **line} for lines in replaced.values()
-                for line in lines]
-        if rows:  # Core executemany: batched into multi-row INSERTs by the driver dialect
-            uow.session.connection().execute(model.__table__.insert(), rows)
+_PG_CASTS = {"Uuid": "uuid", "UTCDateTime": "timestamptz", "Integer": "integer", "BigInteger": "bigint",
+             "Boolean": "boolean", "Money": "numeric", "Quantity": "numeric", "String": "text", "JSON": "json"}
 
 
-def _replace_lines(uow: UnitOfWork, model, ticket_id: uuid.UUID, lines: list[dict]) -> None:
-    _cache(uow).setdefault(("lines", model), {})[ticket_id] = lines
+def write_facts(uow: UnitOfWork) -> None:
+    """The work-order rows the batch changed, back into their table: on PostgreSQL in one UPDATE …
+    FROM (the rows as one JSON parameter), elsewhere as an executemany of UPDATEs by id."""
+    loaded = _cache(uow).pop(("originals", WorkOrderFact), None)
+    if not loaded:
+        return
+    changed = [row for row, original in loaded.values() if row.__dict__ != original]
+    if not changed:
+        return
+    table = WorkOrderFact.__table__
+    columns = [c for c in table.columns if c.name not in ("tenant_id", "ticket_id")]  # id first
+    if uow.session.get_bind().dialect.name != "postgresql":
+        statement = table.update().where(table.c.id == sa.bindparam("row_id"), table.c.tenant_id == uow.ctx.tenant_id)
+        uow.session.connection().execute(statement.values({c.name: sa.bindparam(f"v_{c.name}") for c in columns[1:]}), [
+            {"row_id": row.id, **{f"v_{c.name}": row.__dict__.get(c.name) for c in columns[1:]}} for row in changed])
+        return
+    values = []
+    for i, column in enumerate(columns):
+        cast = _PG_CASTS[type(column.type).__name__]
+        values.append(f"nullif((r.v->{i})::text, 'null')::json AS {column.name}" if cast == "json"
+                      else f"(r.v->>{i})::{cast} AS {column.name}")
+    sql = (f"UPDATE {table.name} AS t SET " + ", ".join(f"{c.name} = v.{c.name}" for c in columns[1:])
+           + f" FROM (SELECT {', '.join(values)} FROM json_array_elements(%s::json) AS r(v)) AS v "
+           f"WHERE t.id = v.id AND t.tenant_id = %s")
+    kinds = [_JSON_KIND.get(type(c.type).__name__, 0) for c in columns]
+    payload = json.dumps([[v if v is None or k == 0 else v.isoformat() if k == 1 else str(v)
+                           for v, k in zip((state.get(c.name) for c in columns), kinds)]
+                          for state in (row.__dict__ for row in changed)], separators=(",", ":"), ensure_ascii=False)
+    with uow.session.connection().connection.cursor() as cursor:
+        cursor.execute(sql, (payload, str(uow.ctx.tenant_id)))
+
+
+_JSON_KIND = {"UTCDateTime": 1, "Uuid": 2, "Money": 2, "Quantity": 2}  # 0: as it is; 1: ISO text; 2: text
 
 
 # -- work orders ------------------------------------------------------------------------------
@@ -177,6 +266,8 @@ def project_ticket(uow: UnitOfWork, event: EventEnvelope) -> None:
     if status and (row.status_at is None or at >= row.status_at):
         row.status, row.status_at = status, at
 
+    if data.get("backfilled"):  # 补录 on creation or completion: the order has no real-time figures
+        row.backfilled = True
     kind = event.type.removeprefix("ticket.")
     if kind == "created":
         row.created_at = as_time(data.get("created_at")) or at
@@ -192,7 +283,7 @@ def project_ticket(uow: UnitOfWork, event: EventEnvelope) -> None:
             row.completed_at = done
             seconds = data.get("on_site_seconds")
             row.on_site_seconds = int(seconds) if seconds is not None else None
-            _replace_service_items(uow, ticket_id, done, data.get("service_items") or [])
+            row.items_used = _items_used(data.get("service_items") or [])
     elif kind == "overdue":
         row.overdue_at = _earliest(row.overdue_at, as_time(data.get("due_at")) or at)
         deadlines = set(row.overdue_deadlines or [])
@@ -214,29 +305,47 @@ def project_ticket(uow: UnitOfWork, event: EventEnvelope) -> None:
             if profit is None and row.fee_total is not None:
                 profit = row.fee_total - (row.cost_total or Decimal(0))
             row.gross_profit = profit
-            _replace_settlement_lines(uow, ticket_id, settled, data)
+            row.settlement_kinds, row.items_billed = _settlement_summary(data)
     elif kind == "visited":
         visited = as_time(data.get("visited_at")) or at
         if row.visited_at is None or visited >= row.visited_at:
             row.visited_at = visited
             score = data.get("satisfaction")
             row.satisfaction = int(score) if score is not None else None
+            scores = {str(k): int(v) for k, v in (data.get("scores") or {}).items() if v is not None}
+            tags = sorted({str(t) for t in data.get("tags") or [] if t})
+            row.visit_scores, row.visit_tags = scores or None, tags or None
+            row.visit_by_customer = bool(data.get("by_customer"))
 
 
-def _replace_service_items(uow: UnitOfWork, ticket_id, completed_at, items) -> None:
-    _replace_lines(uow, ServiceItemUsage, ticket_id, [
-        {"ticket_id": ticket_id, "service_item_id": item_id, "completed_at": completed_at,
-         "quantity": as_decimal(item.get("quantity")) or Decimal(1)}
-        for item in items if (item_id := as_uuid(item.get("service_item_id"))) is not None])
+def _items_used(items) -> dict | None:
+    """Service item → quantity used on a completion (the service-items report reads these)."""
+    used: dict = {}
+    for item in items:
+        item_id = as_uuid(item.get("service_item_id"))
+        if item_id is not None:
+            used[str(item_id)] = used.get(str(item_id), Decimal(0)) + (as_decimal(item.get("quantity")) or Decimal(1))
+    return {k: str(v) for k, v in used.items()} or None
 
 
-def _replace_settlement_lines(uow: UnitOfWork, ticket_id, settled_at, data) -> None:
-    _replace_lines(uow, SettlementLine, ticket_id, [
-        {"ticket_id": ticket_id, "side": side, "kind": str(line.get("kind") or "other"),
-         "ref_id": as_uuid(line.get("ref_id")), "description": line.get("description"),
-         "quantity": as_decimal(line.get("quantity")), "unit_price": as_decimal(line.get("unit_price")),
-         "amount": as_decimal(line.get("amount")) or Decimal(0), "settled_at": settled_at}
-        for side, key in (("fee", "fee_lines"), ("cost", "cost_lines")) for line in data.get(key) or []])
+def _settlement_summary(data) -> tuple[dict | None, dict | None]:
+    """A settlement's lines per "side|kind" ([amount, how many]), and its billed service items
+    (ref → [quantity, amount])."""
+    kinds: dict = {}
+    billed: dict = {}
+    for side, key in (("fee", "fee_lines"), ("cost", "cost_lines")):
+        for line in data.get(key) or []:
+            kind = str(line.get("kind") or "other")
+            amount = as_decimal(line.get("amount")) or Decimal(0)
+            total, lines = kinds.get(f"{side}|{kind}", (Decimal(0), 0))
+            kinds[f"{side}|{kind}"] = (total + amount, lines + 1)
+            if side == "fee" and kind == "service_item":
+                ref = as_uuid(line.get("ref_id"))
+                quantity, total = billed.get(str(ref) if ref else "", (Decimal(0), Decimal(0)))
+                billed[str(ref) if ref else ""] = (quantity + (as_decimal(line.get("quantity")) or Decimal(0)),
+                                                   total + amount)
+    return ({k: [str(a), n] for k, (a, n) in kinds.items()} or None,
+            {k: [str(q), str(a)] for k, (q, a) in billed.items()} or None)
 
 
 # The first read models (technician_daily, work_order_summary).
@@ -382,5 +491,5 @@ for (_, _event_type), _projection in PROJECTIONS.items():
     BY_TYPE[_event_type] = (_projection,)
 for _event_type in ("ticket.created", "ticket.completed"):
     BY_TYPE[_event_type] = (_first_read_models, project_ticket)
-READ_MODELS = (CreatedWorkOrder, CompletedWorkOrder, WorkOrderFact, SettlementLine, ServiceItemUsage, PartConsumption, ServiceRequestFact,
-               CustomerFact, PersonFact, TeamFact)
+READ_MODELS = (CreatedWorkOrder, CompletedWorkOrder, WorkOrderFact, PartConsumption, ServiceRequestFact, CustomerFact,
+               PersonFact, TeamFact)

@@ -20,9 +20,7 @@ from .models import (
     CustomerFact,
     PartConsumption,
     PersonFact,
-    ServiceItemUsage,
     ServiceRequestFact,
-    SettlementLine,
     TeamFact,
     WorkOrderFact,
 )
@@ -37,10 +35,11 @@ FACT_COLUMNS = (W.ticket_id, W.number, W.type, W.priority, W.team_id, W.technici
 
 
 class Window:
-    """The query's period as UTC bounds and the bucket of each instant."""
+    """The query's period as UTC bounds and the bucket of each instant. `path` forces the rows
+    ("facts") or the rollups ("rollups"); None lets each report choose (see `use_rollups`)."""
 
-    def __init__(self, q: ReportQuery, zone_name: str):
-        self.q, self.zone = q, domain.ZoneInfo(zone_name)
+    def __init__(self, q: ReportQuery, zone_name: str, path: str | None = None):
+        self.q, self.zone, self.path = q, domain.ZoneInfo(zone_name), path
         self.start, self.end = domain.local_bounds(q.date_from, q.date_to, self.zone)
         self._buckets: dict[int, dt.date] = {}
 
@@ -70,10 +69,12 @@ def _order_filters(stmt, q: ReportQuery, model=W):
 
 # The columns each report reads (fewer columns, fewer objects built per row).
 TIMING = (W.type, W.priority, W.status, W.created_at, W.accepted_at, W.checked_in_at, W.completed_at, W.closed_at,
-          W.cancelled_at, W.overdue_at, W.overdue_deadlines)
+          W.cancelled_at, W.overdue_at, W.overdue_deadlines, W.backfilled)
 PEOPLE = (W.technician_id, W.team_id, W.assistant_ids, W.checked_in_at, W.completed_at, W.on_site_seconds,
-          W.reopen_count, W.overdue_deadlines, W.settled_at, W.fee_total, W.visited_at, W.satisfaction)
-MONEY = (W.ticket_id, W.team_id, W.settled_at, W.fee_total, W.cost_total, W.gross_profit)
+          W.reopen_count, W.overdue_deadlines, W.settled_at, W.fee_total, W.visited_at, W.satisfaction,
+          W.backfilled, W.visit_scores, W.visit_tags, W.visit_by_customer)
+MONEY = (W.ticket_id, W.team_id, W.settled_at, W.fee_total, W.cost_total, W.gross_profit, W.settlement_kinds)
+ITEMS = (W.ticket_id, W.completed_at, W.settled_at, W.items_used, W.items_billed)
 CUSTOMER = (W.customer_id, W.customer_name, W.completed_at, W.settled_at, W.fee_total)
 PLAN = (W.plan_id, W.type, W.status, W.created_at, W.completed_at)
 
@@ -94,10 +95,15 @@ def _minutes(seconds: float | None) -> float | None:
 
 # -- 工单报表 ---------------------------------------------------------------------------------
 
+TIMES = (("response", "accepted_at"), ("arrival", "checked_in_at"), ("completion", "completed_at"))
+
+
 def _timing(orders) -> dict:
-    """Average and p90 response / arrival / completion (minutes from creation) and SLA compliance."""
+    """Average and p90 response / arrival / completion (minutes from creation) and SLA compliance of
+    completed orders; backfilled ones (补录) have no real times and are left out."""
+    orders = [o for o in orders if not o.backfilled]
     out = {}
-    for name, column in (("response", "accepted_at"), ("arrival", "checked_in_at"), ("completion", "completed_at")):
+    for name, column in TIMES:
         values = [s for s in (domain.seconds_between(o.created_at, getattr(o, column)) for o in orders)
                   if s is not None]
         out[f"avg_{name}_minutes"] = _minutes(domain.average(values))
@@ -138,8 +144,9 @@ def work_orders(uow: UnitOfWork, win: Window) -> dict:
 # -- 人员报表 ---------------------------------------------------------------------------------
 
 def _person_metrics() -> dict:
-    return {"completed": 0, "assists": 0, "on_site_seconds": 0, "first_time_fixed": 0, "on_time": 0,
-            "revenue": Decimal(0), "settled": 0, "satisfaction_sum": 0, "visits": 0}
+    return {"completed": 0, "assists": 0, "on_site_seconds": 0, "first_time_fixed": 0, "timed": 0, "on_time": 0,
+            "revenue": Decimal(0), "settled": 0, "satisfaction_sum": 0, "visits": 0, "rated": 0, "by_customer": 0,
+            "score_sums": defaultdict(int), "score_counts": defaultdict(int), "tags": defaultdict(int)}
 
 
 def _accumulate(facts, win: Window, key_of) -> dict:
@@ -153,7 +160,9 @@ def _accumulate(facts, win: Window, key_of) -> dict:
                 m["on_site_seconds"] += o.on_site_seconds or int(
                     domain.seconds_between(o.checked_in_at, o.completed_at) or 0)
                 m["first_time_fixed"] += 1 if not o.reopen_count else 0
-                m["on_time"] += 0 if o.overdue_deadlines else 1
+                if not o.backfilled:  # 补录 orders have no SLA: out of the on-time rate
+                    m["timed"] += 1
+                    m["on_time"] += 0 if o.overdue_deadlines else 1
             if o.assistant_ids:
                 for assistant in o.assistant_ids:
                     for key in key_of(o, o.completed_at, assistant):
@@ -162,11 +171,31 @@ def _accumulate(facts, win: Window, key_of) -> dict:
             for key in key_of(o, o.settled_at):
                 acc[key]["revenue"] += o.fee_total
                 acc[key]["settled"] += 1
-        if win.has(o.visited_at) and o.satisfaction is not None:
-            for key in key_of(o, o.visited_at):
-                acc[key]["satisfaction_sum"] += o.satisfaction
-                acc[key]["visits"] += 1
+        if win.has(o.visited_at):
+            for key in key_of(o, o.visited_at) if (o.satisfaction is not None or o.visit_scores or o.visit_tags) \
+                    else ():
+                _add_visit(acc[key], o)
     return acc
+
+
+def _add_visit(m: dict, o) -> None:
+    if o.satisfaction is not None:
+        m["satisfaction_sum"] += o.satisfaction
+        m["visits"] += 1
+    if o.visit_scores or o.visit_tags:
+        m["rated"] += 1
+        m["by_customer"] += 1 if o.visit_by_customer else 0
+        for dimension, stars in (o.visit_scores or {}).items():
+            m["score_sums"][dimension] += int(stars)
+            m["score_counts"][dimension] += 1
+        for tag in sorted(set(o.visit_tags or ())):
+            m["tags"][tag] += 1
+
+
+def _ratings(m: dict) -> dict:
+    """Average stars per dimension and how often each tag was picked (return visits of the period)."""
+    return {"scores": {d: round(m["score_sums"][d] / n, 2) for d, n in sorted(m["score_counts"].items()) if n},
+            "tags": {t: n for t, n in sorted(m["tags"].items(), key=lambda kv: (-kv[1], kv[0])) if n}}
 
 
 def _person_figures(m: dict) -> dict:
@@ -176,7 +205,8 @@ def _person_figures(m: dict) -> dict:
         "revenue": domain.money(m["revenue"]),
         "satisfaction": round(m["satisfaction_sum"] / m["visits"], 2) if m["visits"] else None,
         "first_time_fix_rate": domain.rate(m["first_time_fixed"], m["completed"]),
-        "on_time_rate": domain.rate(m["on_time"], m["completed"]),
+        "on_time_rate": domain.rate(m["on_time"], m["timed"]),
+        **_ratings(m),
     }
 
 
@@ -184,7 +214,11 @@ def _merge(metrics: list[dict]) -> dict:
     total = _person_metrics()
     for m in metrics:
         for k, v in m.items():
-            total[k] += v
+            if isinstance(v, dict):
+                for name, n in v.items():
+                    total[k][name] += n
+            else:
+                total[k] += v
     return total
 
 
@@ -234,13 +268,9 @@ def revenue(uow: UnitOfWork, win: Window) -> dict:
         for k in total:
             total[k] += g[k]
     by_kind = defaultdict(Decimal)
-    tickets = {o.ticket_id for o in facts}
-    lines = uow.session.execute(sa.select(SettlementLine.ticket_id, SettlementLine.side, SettlementLine.kind,
-                                          SettlementLine.amount)
-                                .where(SettlementLine.settled_at >= win.start, SettlementLine.settled_at < win.end))
-    for line in lines:
-        if line.ticket_id in tickets:
-            by_kind[(line.side, line.kind)] += line.amount
+    for o in facts:  # the lines of each order's latest settlement, summed per side and kind
+        for side_kind, (amount, _) in (o.settlement_kinds or {}).items():
+            by_kind[tuple(side_kind.split("|", 1))] += Decimal(amount)
     kinds = [{"side": side, "kind": kind, "amount": domain.money(amount)}
              for (side, kind), amount in sorted(by_kind.items())]
     return {"rows": rows, "totals": figures(total), "sections": {"by_kind": kinds}}
@@ -363,24 +393,21 @@ def spare_parts(uow: UnitOfWork, win: Window) -> dict:
 # -- 服务项目报表 -----------------------------------------------------------------------------
 
 def service_items(uow: UnitOfWork, win: Window) -> dict:
-    U, L, q = ServiceItemUsage, SettlementLine, win.q
-    usage = sa.select(U.service_item_id, U.quantity, U.completed_at, U.ticket_id).where(
-        U.completed_at >= win.start, U.completed_at < win.end)
-    fees = sa.select(L.ref_id, L.quantity, L.amount, L.settled_at, L.ticket_id).where(
-        L.side == "fee", L.kind == "service_item", L.settled_at >= win.start, L.settled_at < win.end)
-    if any(getattr(q, f) for f in ("team_id", "technician_id", "type", "customer_id")):
-        usage = _order_filters(usage.join(W, sa.and_(W.ticket_id == U.ticket_id, W.tenant_id == U.tenant_id)), q)
-        fees = _order_filters(fees.join(W, sa.and_(W.ticket_id == L.ticket_id, W.tenant_id == L.tenant_id)), q)
+    """Service items used on the orders completed in the period (their latest completion), and
+    billed on those settled (fee lines of kind service_item of their latest settlement)."""
     groups = defaultdict(lambda: {"quantity": Decimal(0), "orders": set(), "billed_quantity": Decimal(0),
                                   "revenue": Decimal(0)})
-    for u in uow.session.execute(usage):
-        g = groups[(win.bucket(u.completed_at), str(u.service_item_id))]
-        g["quantity"] += u.quantity
-        g["orders"].add(u.ticket_id)
-    for f in uow.session.execute(fees):
-        g = groups[(win.bucket(f.settled_at), str(f.ref_id) if f.ref_id else None)]
-        g["billed_quantity"] += f.quantity or 0
-        g["revenue"] += f.amount
+    for o in _facts(uow, win, W.completed_at, W.settled_at, columns=ITEMS):
+        if win.has(o.completed_at):
+            for item, quantity in (o.items_used or {}).items():
+                g = groups[(win.bucket(o.completed_at), item)]
+                g["quantity"] += Decimal(quantity)
+                g["orders"].add(o.ticket_id)
+        if win.has(o.settled_at):
+            for ref, (quantity, amount) in (o.items_billed or {}).items():
+                g = groups[(win.bucket(o.settled_at), ref or None)]
+                g["billed_quantity"] += Decimal(quantity)
+                g["revenue"] += Decimal(amount)
 
     def figures(g):
         return {"quantity": g["quantity"], "orders": len(g["orders"]), "billed_quantity": g["billed_quantity"],
@@ -461,14 +488,54 @@ def performance(uow: UnitOfWork, win: Window, weights: dict) -> dict:
             "sections": {"teams": ranked(team_metrics, team_scores, "team_id", teams)}}
 
 
+# -- 满意度 (satisfaction per dimension) --------------------------------------------------------
+
+SATISFACTION = (W.team_id, W.visited_at, W.satisfaction, W.visit_scores, W.visit_tags, W.visit_by_customer)
+
+
+def _visit_figures(m: dict) -> dict:
+    return {"visits": m["visits"],
+            "satisfaction": round(m["satisfaction_sum"] / m["visits"], 2) if m["visits"] else None,
+            "rated": m["rated"], "rated_by_customer": m["by_customer"], **_ratings(m)}
+
+
+def satisfaction_result(per_period: dict, per_team: dict, teams: dict) -> dict:
+    """The satisfaction report from visit metrics per (period, team) and per team (both paths)."""
+    rows = [{"period": p, "team_id": t, "team_name": teams.get(t), **_visit_figures(m)}
+            for (p, t), m in sorted(per_period.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))]
+    total = _merge(list(per_team.values()))
+    figures = _visit_figures(total)
+    return {"rows": rows, "totals": figures, "sections": {
+        "teams": [{"team_id": t, "team_name": teams.get(t), **_visit_figures(m)}
+                  for t, m in sorted(per_team.items(), key=lambda kv: (teams.get(kv[0]) or "", kv[0] or ""))],
+        "by_dimension": [{"dimension": d, "average": avg, "ratings": total["score_counts"][d]}
+                         for d, avg in figures["scores"].items()],
+        "by_tag": [{"tag": t, "count": n} for t, n in figures["tags"].items()]}}
+
+
+def satisfaction(uow: UnitOfWork, win: Window) -> dict:
+    """满意度: return visits per period and team — average stars overall and per dimension, tag counts,
+    how many were rated by the customer."""
+    teams = _names(uow, TeamFact, TeamFact.team_id)
+    per_period, per_team = defaultdict(_person_metrics), defaultdict(_person_metrics)
+    for o in _facts(uow, win, W.visited_at, columns=SATISFACTION):
+        if win.has(o.visited_at) and (o.satisfaction is not None or o.visit_scores or o.visit_tags):
+            team = str(o.team_id) if o.team_id else None
+            _add_visit(per_period[(win.bucket(o.visited_at), team)], o)
+            _add_visit(per_team[team], o)
+    return satisfaction_result(per_period, per_team, teams)
+
+
 # -- 首页 (dashboard) ------------------------------------------------------------------------
 
-def dashboard(uow: UnitOfWork, zone_name: str, team_id=None, technician_id=None, now: dt.datetime | None = None) -> dict:
+def dashboard(uow: UnitOfWork, zone_name: str, team_id=None, technician_id=None, now: dt.datetime | None = None,
+              periods: bool = True, open_orders: bool = True) -> dict:
+    """首页 from the rows (`periods`, `open_orders` False: the rollups give those)."""
     zone = domain.ZoneInfo(zone_name)
     now = now or dt.datetime.now(dt.timezone.utc)
     today = now.astimezone(zone).date()
     out = {"tz": zone_name, "date": today, "as_of": now}
-    for label, first in (("today", today), ("this_month", today.replace(day=1))):
+    for label, first in (("today", today), ("this_month", today.replace(day=1))) if periods else ():
         start, end = domain.local_bounds(first, today, zone)
         stmt = sa.select(W.created_at, W.completed_at, W.settled_at, W.fee_total, W.gross_profit, W.technician_id,
                          W.checked_in_at).where(sa.or_(*[c.between(start, end) for c in
@@ -492,6 +559,9 @@ def dashboard(uow: UnitOfWork, zone_name: str, team_id=None, technician_id=None,
             "active_technicians": len({r.technician_id for r in rows if r.technician_id and
                                        (within(r.checked_in_at) or within(r.completed_at))}),
         }
+    if not open_orders:
+        out["pending_service_requests"] = _pending_requests(uow)
+        return out
     status = sa.select(W.status, sa.func.count()).where(W.status.in_(domain.OPEN_STATUSES)).group_by(W.status)
     overdue = sa.select(sa.func.count()).select_from(W).where(W.status.in_(domain.OPEN_STATUSES),
                                                               W.overdue_at.is_not(None))
@@ -502,20 +572,74 @@ def dashboard(uow: UnitOfWork, zone_name: str, team_id=None, technician_id=None,
     counts = dict(uow.session.execute(status).all())
     out["open_by_status"] = {s: counts.get(s, 0) for s in domain.OPEN_STATUSES}
     out["open_overdue"] = uow.session.scalar(overdue) or 0
-    out["pending_service_requests"] = uow.session.scalar(
-        sa.select(sa.func.count()).select_from(ServiceRequestFact).where(
-            ServiceRequestFact.converted_at.is_(None), ServiceRequestFact.closed_at.is_(None))) or 0
+    out["pending_service_requests"] = _pending_requests(uow)
     return out
 
 
+def _pending_requests(uow: UnitOfWork) -> int:
+    return uow.session.scalar(sa.select(sa.func.count()).select_from(ServiceRequestFact).where(
+        ServiceRequestFact.converted_at.is_(None), ServiceRequestFact.closed_at.is_(None))) or 0
+
+
+# -- rows or rollups -------------------------------------------------------------------------------
+
+def use_rollups(uow: UnitOfWork, win: Window, supported: frozenset) -> bool:
+    """Whether a report reads the rollups: kept in this zone, not being rebuilt, and every filter of
+    the query a dimension of theirs (technician and customer filters are selective: the rows, through
+    their indexes, are fast and exact)."""
+    if win.path is not None:
+        return win.path == "rollups"
+    if any(getattr(win.q, name) is not None and name not in supported
+           for name in ("team_id", "technician_id", "type", "customer_id")):
+        return False
+    from .models import TenantState
+    state = uow.session.scalar(sa.select(TenantState))
+    return state is not None and state.rebuild_job_id is None and state.rollup_zone == win.zone.key
+
+
+def _either(facts_fn, name: str, supported: tuple):
+    def run(uow: UnitOfWork, win: Window, *args):
+        from . import rollup_queries
+        if use_rollups(uow, win, frozenset(supported)):
+            return getattr(rollup_queries, name)(uow, win, *args)
+        return facts_fn(uow, win, *args)
+    run.__name__ = name
+    return run
+
+
+# report → how it runs, and the filters its rollups answer
 REPORTS = {
-    "work_orders": work_orders,
-    "personnel": personnel,
-    "revenue": revenue,
-    "customers": customers,
+    "work_orders": _either(work_orders, "work_orders", ("team_id", "type")),
+    "personnel": _either(personnel, "personnel", ("team_id",)),
+    "revenue": _either(revenue, "revenue", ("team_id", "type")),
+    "customers": _either(customers, "customers", ()),
     "service_desk": service_desk,
-    "spare_parts": spare_parts,
-    "service_items": service_items,
-    "business_plan": business_plan,
-    "performance": performance,
+    "spare_parts": _either(spare_parts, "spare_parts", ()),
+    "service_items": _either(service_items, "service_items", ()),
+    "business_plan": _either(business_plan, "business_plan", ("type",)),
+    "performance": _either(performance, "performance", ("team_id",)),
+    "satisfaction": _either(satisfaction, "satisfaction", ("team_id",)),
 }
+
+
+def dashboard_either(uow: UnitOfWork, zone_name: str, team_id=None, technician_id=None,
+                     now: dt.datetime | None = None, path: str | None = None) -> dict:
+    from . import rollup_queries
+    from .schemas import ReportQuery
+    probe = Window(ReportQuery(date_from=dt.date(2026, 1, 1), date_to=dt.date(2026, 1, 1), team_id=team_id,
+                               technician_id=technician_id), zone_name, path)
+    if use_rollups(uow, probe, frozenset({"team_id"})):
+        return rollup_queries.dashboard(uow, zone_name, team_id, now=now)
+    if technician_id is None and path is None and _rollups_complete(uow):
+        # another zone than the rollups': today / this month from the rows, the open orders (any zone)
+        # from the rollups
+        out = rollup_queries.dashboard(uow, zone_name, team_id, now=now, periods=False)
+        return {**dashboard(uow, zone_name, team_id, None, now=now, open_orders=False), **{
+            k: out[k] for k in ("open_by_status", "open_overdue")}}
+    return dashboard(uow, zone_name, team_id, technician_id, now=now)
+
+
+def _rollups_complete(uow: UnitOfWork) -> bool:
+    from .models import TenantState
+    state = uow.session.scalar(sa.select(TenantState))
+    return state is not None and state.rebuild_job_id is None

@@ -82,7 +82,7 @@ class WorkOrderSummaryOut(OutSchema):
 # -- reports of issue 7 ---------------------------------------------------------------------
 
 REPORT_NAMES = ("work_orders", "personnel", "revenue", "customers", "service_desk", "spare_parts",
-                "service_items", "business_plan", "performance")
+                "service_items", "business_plan", "performance", "satisfaction")
 
 
 class ReportQuery(DateRangeIn):
@@ -141,6 +141,21 @@ class ReportSettingsOut(OutSchema):
     time_zone: str
     performance_weights: dict[str, float]
     metrics: list[str] = list(PERFORMANCE_METRICS)
+    # set when the time zone changed: the rebuild that regroups the rollups in the new zone
+    rebuild_job_id: uuid.UUID | None = None
+
+
+class RebuildJobOut(OutSchema):
+    """A rebuild of a company's read models from its event archive, run in the background."""
+    job_id: uuid.UUID
+    status: Literal["running", "done", "failed"]
+    reason: str
+    time_zone: str
+    total: int  # events in the archive when it started (and since, once done)
+    replayed: int
+    error: str | None = None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None = None
 
 
 class ReportOut(OutSchema):

@@ -5,6 +5,7 @@ Order A: repair, team T1, technician A; accepted after 30 min, arrived after 60,
 Order B: maintenance plan PL, team T1, technician B (assistant A); overdue, completed, reopened,
          completed again 750 min after creation.
 Order C: cancelled. Order D: planned, still waiting for dispatch.
+Return visits: A 5 stars (质量 5, 态度 4, 准时; by the customer), B 3 stars (质量 3; 准时, 等待久).
 """
 import uuid
 
@@ -93,7 +94,7 @@ def events(tenant=TENANT) -> list[dict]:
                fee_total="130.50", cost_total="40.25", gross_profit="90.25"),
         ticket("ticket.closed", "2026-11-11T03:00:00", A),
         ticket("ticket.visited", "2026-11-11T06:00:00", A, visited_at="2026-11-11T06:00:00+00:00", satisfaction=5,
-               comment="好"),
+               comment="好", scores={"质量": 5, "态度": 4}, tags=["准时"], by_customer=True),
         # order B
         ticket("ticket.created", "2026-11-10T16:30:00", B, plan_id=PLAN, priority="normal"),
         ticket("ticket.grabbed", "2026-11-10T17:30:00", B),
@@ -111,7 +112,8 @@ def events(tenant=TENANT) -> list[dict]:
                warranty=True, fee_lines=[line("other", "200.00")],
                cost_lines=[line("part", "31.00", P2), line("labour", "119.10")],
                fee_total="200.00", cost_total="150.10", gross_profit="49.90"),
-        ticket("ticket.visited", "2026-11-12T02:00:00", B, visited_at="2026-11-12T02:00:00+00:00", satisfaction=3),
+        ticket("ticket.visited", "2026-11-12T02:00:00", B, visited_at="2026-11-12T02:00:00+00:00", satisfaction=3,
+               scores={"质量": 3}, tags=["准时", "等待久"]),
         # order C, D
         ticket("ticket.created", "2026-11-11T02:00:00", C),
         ticket("ticket.cancelled", "2026-11-11T04:00:00", C, from_status="pending_dispatch", reason="客户取消"),

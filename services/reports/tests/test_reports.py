@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from reports.models import PLATFORM, Base, CompletedWorkOrder, EventArchive
-from reports.service import ReportsService
+from reports.service import InlineRebuilds, ReportsService
 from svc_common.errors import ValidationFailed
 from svc_common.testing import context, service_worker, sqlite_database, uow
 
@@ -20,9 +20,9 @@ def db(tmp_path):
     return sqlite_database(tmp_path, Base.metadata, PLATFORM)
 
 
-def service(db, ctx=None, method="on_ticket_completed"):
+def service(db, ctx=None, method="on_ticket_events"):
     # Event handlers take their tenant from the envelope: any context will do for them.
-    return service_worker(ReportsService, db, ctx or context(), method)
+    return service_worker(ReportsService, db, ctx or context(), method, rebuilds=InlineRebuilds())
 
 
 def envelope(tenant_id, event_type, occurred_at, data):
@@ -45,8 +45,7 @@ def completed(tenant_id, at, technician_id, ticket_id=None, number="WO000001"):
 
 def feed(db, *envelopes):
     for env in envelopes:
-        method = "on_ticket_created" if env["type"] == "ticket.created" else "on_ticket_completed"
-        getattr(service(db, method=method), method)(env)
+        getattr(service(db, method="on_ticket_events"), "on_ticket_events")([env])  # a batch of one
 
 
 def row(day, technician, n):
@@ -186,7 +185,9 @@ def test_rebuild_by_replaying_the_archive_gives_the_live_figures(db):
 
     live = figures()
     assert live[0]["total_completed"] == 3 and live[1]["total_created"] == 2
-    assert reports.rebuild_read_models() == {"replayed": 6}  # every archived event once, redelivery excluded
+    job = reports.start_rebuild()  # runs inline here (InlineRebuilds); in the background in the service
+    done = reports.rebuild_status(job["job_id"])
+    assert (done["status"], done["total"], done["replayed"]) == ("done", 6, 6)  # each archived event once
     assert figures() == live
     # the other tenant's read model was not touched by this tenant's rebuild
     other_reports = service(db, context(tenant_id=other, role="admin"), method="rpc")
@@ -196,4 +197,4 @@ def test_rebuild_by_replaying_the_archive_gives_the_live_figures(db):
 def test_only_an_admin_may_rebuild(db):
     from svc_common.errors import Forbidden
     with pytest.raises(Forbidden):
-        service(db, context(role="dispatcher"), method="rpc").rebuild_read_models()
+        service(db, context(role="dispatcher"), method="rpc").start_rebuild()

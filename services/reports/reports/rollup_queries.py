@@ -1,0 +1,445 @@
+"""The reports read from the rollups (reports.rollups): the same answers as the row-by-row queries of
+reports.queries, in a few grouped SQL sums over at most 366 day rows (or 12 month rows) per group
+instead of every work order of the period. queries.use_rollups decides which one a query takes;
+the tests run every report both ways and compare.
+"""
+import datetime as dt
+from collections import defaultdict
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from svc_common.uow import UnitOfWork
+
+from . import domain, rollups
+from .models import CustomerFact, PersonFact, Rollup, TeamFact
+from .queries import (
+    TIMES,
+    Window,
+    W,
+    _minutes,
+    _names,
+    _performance_metrics,
+    _person_figures,
+    _person_metrics,
+    dashboard as facts_dashboard,
+    satisfaction_result,
+)
+from .rollups import Tiling, from_cents, from_millis, select
+
+R = Rollup
+
+
+def _tilings(win: Window) -> tuple[Tiling, Tiling]:
+    """(rows: by the query's grouping, totals: whole months where possible)."""
+    q = win.q
+    return (Tiling(q.date_from, q.date_to, by_day=q.group_by != "month"),
+            Tiling(q.date_from, q.date_to, by_day=False))
+
+
+def _filters(win: Window, *supported: str) -> dict:
+    q, out = win.q, {}
+    if "team_id" in supported and q.team_id is not None:
+        out["team"] = str(q.team_id)
+    if "type" in supported and q.type is not None:
+        out["type"] = q.type
+    return out
+
+
+def _none(value: str) -> str | None:
+    return value or None
+
+
+# -- 工单报表 ---------------------------------------------------------------------------------
+
+ORDER_COUNTS = ("created", "completed", "closed", "cancelled", "overdue")
+ORDER_TIMES = ("timed", "on_time", "resp_n", "resp_ms", "arr_n", "arr_ms", "done_n", "done_ms")
+
+
+def _timing(row, p90s: dict | None) -> dict:
+    out = {}
+    for (name, _), (n, total), measure in zip(TIMES, (("resp_n", "resp_ms"), ("arr_n", "arr_ms"),
+                                                       ("done_n", "done_ms")), rollups.TIMING_MEASURES):
+        count = int(getattr(row, n) or 0) if row is not None else 0
+        average = round(int(getattr(row, total)) / 1000 / count, 1) if count else None
+        out[f"avg_{name}_minutes"] = _minutes(average)
+        out[f"p90_{name}_minutes"] = (p90s or {}).get(measure)
+    timed = int(row.timed or 0) if row is not None else 0
+    out["sla_compliance"] = domain.rate(int(row.on_time or 0) if row is not None else 0, timed)
+    return out
+
+
+def _exact_p90s(uow: UnitOfWork, win: Window) -> tuple[dict, dict]:
+    """p90 per period and over the window from the rows themselves (few completed orders)."""
+    columns = (W.created_at, W.accepted_at, W.checked_in_at, W.completed_at)
+    stmt = sa.select(*columns).where(W.completed_at >= win.start, W.completed_at < win.end,
+                                     W.backfilled.is_not(True))
+    for name, column in (("team_id", W.team_id), ("type", W.type)):
+        if getattr(win.q, name) is not None:
+            stmt = stmt.where(column == getattr(win.q, name))
+    per_period, everything = defaultdict(lambda: defaultdict(list)), defaultdict(list)
+    for o in uow.session.execute(stmt):
+        period = win.bucket(o.completed_at)
+        for (_, column), measure in zip(TIMES, rollups.TIMING_MEASURES):
+            seconds = domain.seconds_between(o.created_at, getattr(o, column))
+            if seconds is not None:
+                per_period[period][measure].append(seconds)
+                everything[measure].append(seconds)
+
+    def p90s(values):
+        return {m: _minutes(domain.p90(v)) for m, v in values.items()}
+    return {p: p90s(v) for p, v in per_period.items()}, p90s(everything)
+
+
+def _bucket_p90s(uow: UnitOfWork, rows: Tiling, whole: Tiling, filters: dict, group_by: str) -> tuple[dict, dict]:
+    def p90s(counts):
+        return {m: rollups.p90_from_buckets(c) for m, c in counts.items()}
+    per_period = {p: p90s(c) for p, c in rollups.histograms(uow, rows, filters, group_by).items()}
+    total = rollups.histograms(uow, whole, filters, None)
+    return per_period, p90s(total.get(None, {}))
+
+
+def work_orders(uow: UnitOfWork, win: Window) -> dict:
+    rows_t, whole = _tilings(win)
+    f, q = _filters(win, "team_id", "type"), win.q
+    names = ORDER_COUNTS + ORDER_TIMES
+    per = {r.period: r for r in select(uow, "orders", rows_t, [], names, f, period=q.group_by)}
+    [total] = select(uow, "orders", whole, [], names, f)
+    if int(total.timed or 0) <= rollups.EXACT_TIMING_LIMIT:
+        p90_per, p90_total = _exact_p90s(uow, win)
+    else:
+        p90_per, p90_total = _bucket_p90s(uow, rows_t, whole, f, q.group_by)
+    rows = [{"period": p, **{n: int(getattr(per.get(p), n, 0) or 0) for n in ORDER_COUNTS},
+             **_timing(per.get(p), p90_per.get(p))} for p in win.periods()]
+    totals = {n: sum(r[n] for r in rows) for n in ORDER_COUNTS}
+    totals.update(_timing(total, p90_total))
+    sections = {}
+    for label, key, rollup, column in (("by_status", "status", "status", R.d1), ("by_type", "type", "orders", R.type),
+                                       ("by_priority", "priority", "orders", R.d1)):
+        groups = select(uow, rollup, whole, [column.label("key")], ("created", "completed"), f)
+        merged = defaultdict(lambda: [0, 0])
+        for g in groups:
+            merged[g.key or "-"][0] += int(g.created or 0)
+            merged[g.key or "-"][1] += int(g.completed or 0)
+        sections[label] = [{key: k, "created": v[0], "completed": v[1]} for k, v in sorted(merged.items()) if any(v)]
+    return {"rows": rows, "totals": totals, "sections": sections}
+
+
+# -- 人员报表 / 绩效 / 满意度 ------------------------------------------------------------------
+
+PEOPLE = ("completed", "assists", "on_site_s", "first_fix", "timed", "on_time", "revenue_c", "settled", "sat_sum",
+          "visits", "rated", "by_customer", "checked_in")
+
+
+def _metrics(row, ratings: list | None = None) -> dict:
+    m = _person_metrics()
+    m.update({"completed": int(row.completed or 0), "assists": int(row.assists or 0),
+              "on_site_seconds": int(row.on_site_s or 0), "first_time_fixed": int(row.first_fix or 0),
+              "timed": int(row.timed or 0), "on_time": int(row.on_time or 0),
+              "revenue": from_cents(row.revenue_c), "settled": int(row.settled or 0),
+              "satisfaction_sum": int(row.sat_sum or 0), "visits": int(row.visits or 0),
+              "rated": int(row.rated or 0), "by_customer": int(row.by_customer or 0)})
+    for name, total, n in ratings or ():
+        kind, label = name.split(":", 1)
+        if not n:
+            continue
+        if kind == "s":
+            m["score_sums"][label] += int(total)
+            m["score_counts"][label] += int(n)
+        else:
+            m["tags"][label] += int(n)
+    return m
+
+
+def _present(m: dict, assists: bool = True) -> bool:
+    """Whether a key has anything the row-by-row report would have counted for it."""
+    return bool(m["completed"] or (assists and m["assists"]) or m["settled"] or m["visits"] or m["rated"])
+
+
+def _ratings_by(uow, tiling, group, f, period=None) -> dict:
+    out = defaultdict(list)
+    for r in select(uow, "ratings", tiling, [*group, R.d2], ("sum", "n"), f, period=period):
+        key = tuple(getattr(r, c) for c in (["period"] if period else []) + [c.key for c in group])
+        out[key].append((r.d2, r.sum, r.n))
+    return out
+
+
+def personnel(uow: UnitOfWork, win: Window) -> dict:
+    rows_t, whole = _tilings(win)
+    f, q = _filters(win, "team_id"), win.q
+    names = _names(uow, PersonFact, PersonFact.user_id)
+    ratings = _ratings_by(uow, rows_t, [R.d1], f, q.group_by)
+    per = {}
+    for r in select(uow, "people", rows_t, [R.d1], PEOPLE, f, period=q.group_by):
+        if r.d1:
+            m = _metrics(r, ratings.get((r.period, r.d1)))
+            if _present(m):
+                per[(r.period, r.d1)] = m
+    rows = [{"period": p, "technician_id": t, "technician_name": names.get(t), **_person_figures(m)}
+            for (p, t), m in sorted(per.items(), key=lambda kv: (kv[0][0], names.get(kv[0][1]) or "", kv[0][1]))]
+    ratings_all = _ratings_by(uow, whole, [R.d1], f)
+    people = {}
+    for r in select(uow, "people", whole, [R.d1], PEOPLE, f):
+        if r.d1:
+            m = _metrics(r, ratings_all.get((r.d1,)))
+            if _present(m):
+                people[r.d1] = m
+    from .queries import _merge
+    technicians = [{"technician_id": t, "technician_name": names.get(t), **_person_figures(m)}
+                   for t, m in sorted(people.items(), key=lambda kv: (-kv[1]["completed"], names.get(kv[0]) or "",
+                                                                      kv[0]))]
+    return {"rows": rows, "totals": _person_figures(_merge(list(people.values()))),
+            "sections": {"technicians": technicians}}
+
+
+def performance(uow: UnitOfWork, win: Window, weights: dict) -> dict:
+    _, whole = _tilings(win)
+    f = _filters(win, "team_id")
+    people_names, teams = _names(uow, PersonFact, PersonFact.user_id), _names(uow, TeamFact, TeamFact.team_id)
+    by_tech, by_team = {}, {}
+    for r in select(uow, "people", whole, [R.d1], PEOPLE, f):
+        m = _metrics(r)
+        if r.d1 and _present(m):
+            by_tech[r.d1] = m
+    by_team = _team_metrics(uow, whole, f)
+    tech_metrics = {t: _performance_metrics(m) for t, m in by_tech.items()}
+    team_metrics = {t: _performance_metrics(m) for t, m in by_team.items()}
+    tech_scores, team_scores = domain.scores(tech_metrics, weights), domain.scores(team_metrics, weights)
+
+    def ranked(metrics, scores_, key, names):
+        order = sorted(metrics, key=lambda s: (-scores_[s], names.get(s) or "", s))
+        return [{"rank": i + 1, key: s, "name": names.get(s), "score": scores_[s], **metrics[s]}
+                for i, s in enumerate(order)]
+    rows = ranked(tech_metrics, tech_scores, "technician_id", people_names)
+    return {"rows": rows, "totals": {"technicians": len(rows), "weights": weights},
+            "sections": {"teams": ranked(team_metrics, team_scores, "team_id", teams)}}
+
+
+def _team_metrics(uow: UnitOfWork, whole: Tiling, f: dict) -> dict:
+    """Per team: what its orders did (assists are a person's, not a team's)."""
+    out = {}
+    for r in select(uow, "people", whole, [R.team], PEOPLE, f):
+        m = _metrics(r)
+        m["assists"] = 0
+        if r.team and _present(m, assists=False):
+            out[r.team] = m
+    return out
+
+
+def satisfaction(uow: UnitOfWork, win: Window) -> dict:
+    rows_t, whole = _tilings(win)
+    f, q = _filters(win, "team_id"), win.q
+    teams = _names(uow, TeamFact, TeamFact.team_id)
+    ratings = _ratings_by(uow, rows_t, [R.team], f, q.group_by)
+    per_period = {}
+    for r in select(uow, "people", rows_t, [R.team], PEOPLE, f, period=q.group_by):
+        m = _metrics(r, ratings.get((r.period, r.team)))
+        if m["visits"] or m["rated"]:
+            per_period[(r.period, _none(r.team))] = m
+    ratings_all = _ratings_by(uow, whole, [R.team], f)
+    per_team = {}
+    for r in select(uow, "people", whole, [R.team], PEOPLE, f):
+        m = _metrics(r, ratings_all.get((r.team,)))
+        if m["visits"] or m["rated"]:
+            per_team[_none(r.team)] = m
+    return satisfaction_result(per_period, per_team, teams)
+
+
+# -- 营收报表 ---------------------------------------------------------------------------------
+
+def _money_figures(orders, fee, cost, profit) -> dict:
+    fee, cost, profit = from_cents(fee), from_cents(cost), from_cents(profit)
+    margin = (profit / fee).quantize(Decimal("0.0001")) if fee else None
+    return {"orders": int(orders or 0), "fee_total": domain.money(fee), "cost_total": domain.money(cost),
+            "gross_profit": domain.money(profit), "gross_margin": margin}
+
+
+def revenue(uow: UnitOfWork, win: Window) -> dict:
+    rows_t, whole = _tilings(win)
+    f, q = _filters(win, "team_id", "type"), win.q
+    teams = _names(uow, TeamFact, TeamFact.team_id)
+    measures = ("orders", "fee_c", "cost_c", "profit_c")
+    groups = [r for r in select(uow, "revenue", rows_t, [R.team], measures, f, period=q.group_by) if r.orders]
+    rows = [{"period": r.period, "team_id": _none(r.team), "team_name": teams.get(r.team),
+             **_money_figures(r.orders, r.fee_c, r.cost_c, r.profit_c)}
+            for r in sorted(groups, key=lambda r: (r.period, r.team))]
+    [t] = select(uow, "revenue", whole, [], measures, f)
+    kinds = [{"side": k.d1, "kind": k.d2, "amount": domain.money(from_cents(k.amount_c))}
+             for k in sorted(select(uow, "kinds", whole, [R.d1, R.d2], ("amount_c", "lines"), f),
+                             key=lambda k: (k.d1, k.d2)) if k.lines]
+    return {"rows": rows, "totals": _money_figures(t.orders, t.fee_c, t.cost_c, t.profit_c),
+            "sections": {"by_kind": kinds}}
+
+
+# -- 客户报表 ---------------------------------------------------------------------------------
+
+def customers(uow: UnitOfWork, win: Window) -> dict:
+    rows_t, whole = _tilings(win)
+    q = win.q
+    new = defaultdict(int)
+    for created in uow.session.scalars(sa.select(CustomerFact.created_at).where(
+            CustomerFact.created_at >= win.start, CustomerFact.created_at < win.end)):
+        new[win.bucket(created)] += 1
+    total = uow.session.scalar(sa.select(sa.func.count()).select_from(CustomerFact).where(
+        sa.or_(CustomerFact.created_at.is_(None), CustomerFact.created_at < win.end))) or 0
+    completed = rollups.measure("customers", "completed")
+    period = rollups.period_expr(uow, R.period, q.group_by).label("period")
+    served = dict(uow.session.execute(
+        sa.select(period, sa.func.count(sa.distinct(R.d1))).where(R.rollup == "customers", rows_t.where(R),
+                                                                  completed > 0).group_by(period)).all())
+    served_total = uow.session.scalar(sa.select(sa.func.count(sa.distinct(R.d1))).where(
+        R.rollup == "customers", whole.where(R), completed > 0)) or 0
+
+    def top(measure: str, present: str):
+        amount, count = sa.func.sum(rollups.measure("customers", measure)), sa.func.sum(
+            rollups.measure("customers", present))
+        return uow.session.execute(
+            sa.select(R.d1, amount).where(R.rollup == "customers", whole.where(R)).group_by(R.d1)
+            .having(count > 0).order_by(amount.desc(), R.d1).limit(q.top)).all()
+    by_orders, by_revenue = top("completed", "completed"), top("revenue_c", "revenued")
+    ids = {c for c, _ in by_orders} | {c for c, _ in by_revenue}
+    names = _customer_names(uow, ids)
+    rows = [{"period": p, "new": new[p], "served": int(served.get(p, 0))} for p in win.periods()]
+    return {"rows": rows,
+            "totals": {"total": total, "new": sum(new.values()), "served": int(served_total)},
+            "sections": {
+                "top_by_orders": [{"customer_id": c, "customer_name": names.get(c), "orders": int(v)}
+                                  for c, v in by_orders],
+                "top_by_revenue": [{"customer_id": c, "customer_name": names.get(c),
+                                    "revenue": domain.money(from_cents(v))} for c, v in by_revenue]}}
+
+
+def _customer_names(uow: UnitOfWork, ids: set) -> dict:
+    import uuid
+    if not ids:
+        return {}
+    keys = [uuid.UUID(c) for c in ids]
+    names = {str(k): n for k, n in uow.session.execute(
+        sa.select(CustomerFact.customer_id, CustomerFact.name).where(CustomerFact.customer_id.in_(keys)))}
+    missing = [k for k in keys if str(k) not in names]
+    if missing:  # not (yet) known from customers' own events: the name the work orders carry
+        for customer, name in uow.session.execute(
+                sa.select(W.customer_id, sa.func.max(W.customer_name)).where(W.customer_id.in_(missing))
+                .group_by(W.customer_id)):
+            names[str(customer)] = name
+    return names
+
+
+# -- 备件报表 ---------------------------------------------------------------------------------
+
+PARTS = ("qty_m", "value_c", "entries", "moves")
+
+
+def _part_figures(r) -> dict:
+    return {"quantity": from_millis(r.qty_m), "value": domain.money(from_cents(r.value_c)), "entries": int(r.entries)}
+
+
+def spare_parts(uow: UnitOfWork, win: Window) -> dict:
+    rows_t, whole = _tilings(win)
+    q = win.q
+    rows = [{"period": r.period, "part_id": r.d2, **_part_figures(r)}
+            for r in sorted(select(uow, "parts", rows_t, [R.d2], PARTS, {"d1": "part"}, period=q.group_by),
+                            key=lambda r: (r.period, r.d2)) if r.moves]
+    people, customers_ = _names(uow, PersonFact, PersonFact.user_id), _names(uow, CustomerFact, CustomerFact.customer_id)
+    label = {"by_warehouse": ("warehouse", "warehouse_id", {}), "by_technician": ("technician", "technician_id", people),
+             "by_customer": ("customer", "customer_id", customers_)}
+    sections = {}
+    for name, (dimension, key, names) in label.items():
+        groups = [r for r in select(uow, "parts", whole, [R.d2], PARTS, {"d1": dimension}) if r.moves]
+        groups.sort(key=lambda r: (-from_cents(r.value_c), r.d2))
+        sections[name] = [{key: _none(r.d2), **({"name": names.get(_none(r.d2))} if names else {}),
+                           **_part_figures(r)} for r in groups]
+    [t] = select(uow, "parts", whole, [], PARTS, {"d1": "part"})
+    return {"rows": rows, "totals": _part_figures(t) if t.moves else {"quantity": Decimal(0), "value": domain.money(0),
+                                                                     "entries": 0},
+            "sections": sections}
+
+
+# -- 服务项目报表 -----------------------------------------------------------------------------
+
+ITEMS = ("qty_m", "orders", "billed_qty_m", "revenue_c", "entries")
+
+
+def _item_figures(quantity, orders, billed, revenue_c) -> dict:
+    return {"quantity": from_millis(quantity), "orders": int(orders or 0), "billed_quantity": from_millis(billed),
+            "revenue": domain.money(from_cents(revenue_c))}
+
+
+def service_items(uow: UnitOfWork, win: Window) -> dict:
+    rows_t, whole = _tilings(win)
+    q = win.q
+    rows = [{"period": r.period, "service_item_id": _none(r.d1),
+             **_item_figures(r.qty_m, r.orders, r.billed_qty_m, r.revenue_c)}
+            for r in sorted(select(uow, "items", rows_t, [R.d1], ITEMS, period=q.group_by),
+                            key=lambda r: (r.period, r.d1)) if r.entries]
+    items = [r for r in select(uow, "items", whole, [R.d1], ITEMS) if r.entries]
+    items.sort(key=lambda r: (-from_cents(r.revenue_c), r.d1))
+    by_item = [{"service_item_id": _none(r.d1), **_item_figures(r.qty_m, r.orders, r.billed_qty_m, r.revenue_c)}
+               for r in items]
+    [orders] = select(uow, "items_all", whole, [], ("orders",))
+    totals = _item_figures(sum(int(r.qty_m) for r in items), orders.orders, sum(int(r.billed_qty_m) for r in items),
+                           sum(int(r.revenue_c) for r in items))
+    return {"rows": rows, "totals": totals, "sections": {"by_item": by_item}}
+
+
+# -- 业务计划 ---------------------------------------------------------------------------------
+
+PLANS = ("planned", "done", "cancelled", "open")
+
+
+def business_plan(uow: UnitOfWork, win: Window) -> dict:
+    rows_t, whole = _tilings(win)
+    f, q = _filters(win, "type"), win.q
+
+    def counts(r) -> dict:
+        return {n: int(getattr(r, n) or 0) for n in PLANS}
+
+    def figures(g: dict) -> dict:
+        return {**g, "done_rate": domain.rate(g["done"], g["planned"])}
+    groups = defaultdict(lambda: dict.fromkeys(PLANS, 0))
+    for r in select(uow, "plans", rows_t, [R.type], PLANS, f, period=q.group_by):
+        for n, v in counts(r).items():
+            groups[(r.period, r.type or "-")][n] += v
+    rows = [{"period": p, "type": t, **figures(g)} for (p, t), g in sorted(groups.items()) if g["planned"]]
+    plans = [r for r in select(uow, "plans", whole, [R.d1], PLANS, f) if r.planned]
+    [t] = select(uow, "plans", whole, [], PLANS, f)
+    return {"rows": rows, "totals": figures(counts(t)),
+            "sections": {"by_plan": [{"plan_id": r.d1, **figures(counts(r))} for r in sorted(plans, key=lambda r: r.d1)]}}
+
+
+# -- 首页 (dashboard) ------------------------------------------------------------------------
+
+def open_orders(uow: UnitOfWork, team_id=None) -> dict:
+    """The orders open right now by status, and how many of them are overdue (the "open" rollup)."""
+    n, overdue = rollups.measure("open", "n"), rollups.measure("open", "overdue")
+    stmt = sa.select(R.d1, sa.func.sum(n), sa.func.sum(overdue)).where(R.rollup == "open", R.grain == "n")
+    if team_id:
+        stmt = stmt.where(R.team == str(team_id))
+    counts = {status: (int(k or 0), int(o or 0)) for status, k, o in uow.session.execute(stmt.group_by(R.d1))}
+    return {"open_by_status": {s: counts.get(s, (0, 0))[0] for s in domain.OPEN_STATUSES},
+            "open_overdue": sum(o for _, o in counts.values())}
+
+
+def dashboard(uow: UnitOfWork, zone_name: str, team_id=None, now: dt.datetime | None = None,
+              periods: bool = True) -> dict:
+    """首页 from the rollups: today and this month (`periods`; their zone must be the rollups'), the
+    open orders now; pending service requests (few) from the rows."""
+    out = facts_dashboard(uow, zone_name, team_id, None, now=now, periods=False, open_orders=False)
+    out.update(open_orders(uow, team_id))
+    today = out["date"]
+    f = {"team": str(team_id)} if team_id else {}
+    for label, first in (("today", today), ("this_month", today.replace(day=1))) if periods else ():
+        tiling = Tiling(first, today, by_day=False)
+        [orders] = select(uow, "orders", tiling, [], ("created", "completed"), f)
+        [money] = select(uow, "revenue", tiling, [], ("orders", "fee_c", "profit0_c"), f)
+        completed, checked_in = rollups.measure("people", "completed"), rollups.measure("people", "checked_in")
+        active = sa.select(R.d1).where(R.rollup == "people", tiling.where(R), R.d1 != "",
+                                       *[getattr(R, k) == v for k, v in f.items()]).group_by(R.d1).having(
+            sa.or_(sa.func.sum(completed) > 0, sa.func.sum(checked_in) > 0))
+        out[label] = {
+            "created": int(orders.created or 0), "completed": int(orders.completed or 0),
+            "settled": int(money.orders or 0), "revenue": domain.money(from_cents(money.fee_c)),
+            "gross_profit": domain.money(from_cents(money.profit0_c)),
+            "active_technicians": uow.session.scalar(sa.select(sa.func.count()).select_from(active.subquery())) or 0,
+        }
+    return out
