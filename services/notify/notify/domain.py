@@ -6,7 +6,6 @@ import uuid
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from email_validator import EmailNotValidError, validate_email
 
 # -- recipients -----------------------------------------------------------------------------
 
@@ -246,32 +245,6 @@ def digest_due(now: dt.datetime, digest_time: str | None, timezone: str, last_se
     if local.time() < _hm(digest_time) or last_sent_on == local.date():
         return None
     return local.date()
-
-
-# -- addresses ------------------------------------------------------------------------------
-
-# Mainland mobile numbers, optionally +86/86-prefixed; other E.164 numbers pass as +<digits>.
-CN_MOBILE = re.compile(r"^(?:\+?86)?1[3-9]\d{9}$")
-E164 = re.compile(r"^\+[1-9]\d{7,14}$")
-
-
-def normalize_phone(phone: str | None) -> str | None:
-    """The number to send to, or None when it is not a valid mobile number."""
-    if not phone:
-        return None
-    cleaned = re.sub(r"[\s\-()]", "", str(phone))
-    if CN_MOBILE.match(cleaned):
-        return cleaned[-11:]
-    return cleaned if E164.match(cleaned) else None
-
-
-def normalize_email(email: str | None) -> str | None:
-    if not email:
-        return None
-    try:
-        return validate_email(str(email), check_deliverability=False).normalized
-    except EmailNotValidError:
-        return None
 
 
 def mask(secret: str | None) -> str | None:

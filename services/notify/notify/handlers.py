@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from svc_common.addresses import normalize_email, normalize_phone
 from svc_common.contracts import EventEnvelope
 from svc_common.db import UTCDateTime, utcnow
 from svc_common.errors import Forbidden, NotFound, ValidationFailed, field_error
@@ -549,7 +550,7 @@ def _messages(uow: UnitOfWork, event: EventEnvelope, rule: dict | None, specs: l
                 raw = target.phone if channel == "sms" else target.email
                 if not raw:
                     continue
-                address = domain.normalize_phone(raw) if channel == "sms" else domain.normalize_email(raw)
+                address = normalize_phone(raw) if channel == "sms" else normalize_email(raw)
                 messages.setdefault((channel, address or str(raw)), (target, None if address else
                                     f"invalid {'phone number' if channel == 'sms' else 'email address'}"))
     if "robot" in rule_channels and "robot" in providers:
@@ -827,7 +828,7 @@ def resend(uow: UnitOfWork, delivery_id: uuid.UUID) -> Delivery:
     delivery = uow.get_or_404(Delivery, delivery_id, "delivery_id", "delivery")
     if delivery.status not in ("failed", "rate_limited"):
         raise ValidationFailed(f"delivery is {delivery.status}", [{"field": "status", "message": f"delivery is {delivery.status}; only failed or rate-limited ones are resent"}])
-    if delivery.channel == "sms" and domain.normalize_phone(delivery.recipient) is None:
+    if delivery.channel == "sms" and normalize_phone(delivery.recipient) is None:
         raise field_error("recipient", "invalid phone number; it cannot be resent")
     delivery.status, delivery.error, delivery.send_after = "queued", None, None
     return delivery
