@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from svc_common.context import RequestContext, correlation_id_var
@@ -107,12 +108,14 @@ def principal_from_token(state, token: str) -> Principal | None:
     return principal
 
 
-def current_principal(request: Request,
-                      credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
-    # RateLimitMiddleware has already checked this request's token when it found it valid
+async def current_principal(request: Request,
+                            credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+    # Async: FastAPI runs a plain `def` dependency on its thread pool, a hand-off per request that cost
+    # more than the work. RateLimitMiddleware has usually checked the token already; only without it
+    # is the account looked up here, on the pool (it may read the database).
     principal = getattr(request.state, "principal", None)
     if principal is None and credentials:
-        principal = principal_from_token(request.app.state, credentials.credentials)
+        principal = await run_in_threadpool(principal_from_token, request.app.state, credentials.credentials)
     if principal is None:
         raise HTTPException(401, "missing, invalid or expired bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -122,7 +125,7 @@ def current_principal(request: Request,
 
 def require_roles(*roles: str):
     """Coarse role gate at the edge; services apply their own business rules too."""
-    def check(principal: Principal = Depends(current_principal)) -> Principal:
+    async def check(principal: Principal = Depends(current_principal)) -> Principal:
         if principal.role not in roles:
             raise HTTPException(403, f"requires one of the roles: {', '.join(roles)}")
         return principal

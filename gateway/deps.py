@@ -31,5 +31,5 @@ class Services:
         return JSONResponse(await self.call(service, method, **kwargs), status_code=status_code)
 
 
-def services(request: Request, principal: Principal = Depends(current_principal)) -> Services:
+async def services(request: Request, principal: Principal = Depends(current_principal)) -> Services:
     return Services(request.app.state.rpc, principal)

@@ -1253,22 +1253,33 @@ def apply_user_event(uow: UnitOfWork, event_type: str, user: UserV1) -> None:
 
 def snapshot_from_replica(uow: UnitOfWork, customer_id: uuid.UUID, equipment_id: uuid.UUID | None,
                           today: dt.date) -> dict | None:
-    """The customer snapshot from tickets' own replica, or None if it is not replicated yet."""
-    customer = uow.session.get(CustomerReplica, customer_id)
-    equipment = uow.session.get(EquipmentReplica, equipment_id) if equipment_id else None
-    if customer is None or (equipment_id is not None and equipment is None):
+    """The customer snapshot from tickets' own replica, or None if it is not replicated yet.
+    One query for customer and equipment, columns only: this runs on every create."""
+    columns = [CustomerReplica.customer_id, CustomerReplica.name, CustomerReplica.contact_name,
+               CustomerReplica.contact_phone, CustomerReplica.address, CustomerReplica.latitude,
+               CustomerReplica.longitude]
+    query = sa.select(*columns).where(CustomerReplica.customer_id == customer_id)
+    if equipment_id is not None:
+        query = sa.select(*columns, EquipmentReplica.equipment_id, EquipmentReplica.model,
+                          EquipmentReplica.serial_number, EquipmentReplica.warranty_end,
+                          EquipmentReplica.customer_id.label("owner_id")) \
+            .join_from(CustomerReplica, EquipmentReplica, EquipmentReplica.equipment_id == equipment_id, isouter=True) \
+            .where(CustomerReplica.customer_id == customer_id)
+    row = uow.session.execute(query).first()
+    if row is None or (equipment_id is not None and row.equipment_id is None):
         return None
-    if equipment is not None and equipment.customer_id != customer.customer_id:
+    if equipment_id is not None and row.owner_id != row.customer_id:
         raise Conflict("equipment belongs to another customer",
                        [{"field": "equipment_id", "message": "belongs to another customer"}])
+    equipment = equipment_id is not None
     return {
-        "customer_id": customer.customer_id, "customer_name": customer.name,
-        "contact_name": customer.contact_name, "contact_phone": customer.contact_phone,
-        "address": customer.address, "latitude": customer.latitude, "longitude": customer.longitude,
-        "equipment_id": equipment.equipment_id if equipment else None,
-        "equipment_model": equipment.model if equipment else None,
-        "serial_number": equipment.serial_number if equipment else None,
-        "under_warranty": ServiceSnapshotV1.warranty_status(equipment.warranty_end, today) if equipment else None,
+        "customer_id": row.customer_id, "customer_name": row.name,
+        "contact_name": row.contact_name, "contact_phone": row.contact_phone,
+        "address": row.address, "latitude": row.latitude, "longitude": row.longitude,
+        "equipment_id": row.equipment_id if equipment else None,
+        "equipment_model": row.model if equipment else None,
+        "serial_number": row.serial_number if equipment else None,
+        "under_warranty": ServiceSnapshotV1.warranty_status(row.warranty_end, today) if equipment else None,
     }
 
 
