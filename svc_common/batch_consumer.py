@@ -284,15 +284,19 @@ def handle_batch(platform, envelopes: list[dict], handler: Callable[[UnitOfWork,
         outcomes = [_outcome(run, tenant_id, group) for tenant_id, group in groups]
     failed = [error for _, error in outcomes if error is not None]
     committed = [(group, fresh_ids) for (_, group), (fresh_ids, error) in zip(groups, outcomes) if error is None]
-    now, fresh_total = utcnow(), 0
-    for group, fresh_ids in committed:
-        for event in group:
-            outcome = "ok" if event.event_id in fresh_ids else "duplicate"
-            EVENTS_CONSUMED.labels(platform.service_name, event.type, outcome).inc()
-            if outcome == "ok":
-                fresh_total += 1
-                EVENT_LAG.labels(platform.service_name, event.type).observe(
-                    max((now - event.occurred_at).total_seconds(), 0.0))
+    fresh_all = set().union(*(fresh_ids for _, fresh_ids in committed))
+    handled = {event.event_id for group, _ in committed for event in group}
+    now, fresh_total, seen = utcnow(), 0, set()
+    for event in events:  # every copy received, a repeated one (also within the batch) as a duplicate
+        if event.event_id not in handled:
+            continue  # its part failed: counted when the events are handled one by one
+        outcome = "ok" if event.event_id in fresh_all and event.event_id not in seen else "duplicate"
+        seen.add(event.event_id)
+        EVENTS_CONSUMED.labels(platform.service_name, event.type, outcome).inc()
+        if outcome == "ok":
+            fresh_total += 1
+            EVENT_LAG.labels(platform.service_name, event.type).observe(
+                max((now - event.occurred_at).total_seconds(), 0.0))
     if failed:  # the committed parts are claimed: run one by one, they are duplicates
         raise failed[0]
     log.info("event batch consumed", extra={"consumer": consumer, "events": len(events), "new": fresh_total})

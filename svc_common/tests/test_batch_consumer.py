@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from svc_common.batch_consumer import BatchEventHandler, BatchQueueConsumer, claim, handle_batch
 from svc_common.consumer import ReliableEventHandler
+from svc_common.metrics import EVENTS_CONSUMED
 from svc_common.tests.batch_probe_service import PLATFORM, Base, BatchProbeService, Seen, record
 from svc_common.testing import context, sqlite_database
 from svc_common.uow import UnitOfWork
@@ -58,6 +59,24 @@ def test_a_batch_is_one_unit_of_work_per_tenant_with_duplicates_skipped(db):
     assert seen(db) == {(a, 1): 2, (a, 2): 2, (b, 1): 1}
     assert handle_batch(platform(db), [first, envelope(b, 2)], record) == 1  # a redelivery changes nothing
     assert seen(db)[(b, 2)] == 1 and len(seen(db)) == 4
+
+
+def consumed(outcome: str) -> float:
+    return EVENTS_CONSUMED.labels("batchprobe", "probe.happened", outcome)._value.get()
+
+
+@pytest.mark.parametrize("partitions", [1, 2])
+def test_every_copy_received_is_counted_a_repeat_as_duplicate(db, partitions):
+    """What operators and the e2e delivery test read: a copy redelivered within the same batch is a
+    duplicate too, also when the tenant's events are split into partitions."""
+    tenant = uuid.uuid4()
+    first = envelope(tenant, 1)
+    ok, duplicate = consumed("ok"), consumed("duplicate")
+    assert handle_batch(platform(db), [first, envelope(tenant, 2), first], record,
+                        partition=lambda e: e.data["n"], partitions=partitions) == 2
+    assert (consumed("ok") - ok, consumed("duplicate") - duplicate) == (2, 1)
+    handle_batch(platform(db), [first], record, partition=lambda e: e.data["n"], partitions=partitions)
+    assert (consumed("ok") - ok, consumed("duplicate") - duplicate) == (2, 2)
 
 
 def test_claims_are_one_statement_and_commit_with_the_effect(db):
