@@ -299,7 +299,10 @@ def handle_batch(platform, envelopes: list[dict], handler: Callable[[UnitOfWork,
                 max((now - event.occurred_at).total_seconds(), 0.0))
     if failed:  # the committed parts are claimed: run one by one, they are duplicates
         raise failed[0]
-    log.info("event batch consumed", extra={"consumer": consumer, "events": len(events), "new": fresh_total})
+    # The batch's line names every request that led to it, so a correlation id is found in the log.
+    log.info("event batch consumed", extra={"consumer": consumer, "events": len(events), "new": fresh_total,
+                                            "correlation_ids": sorted({e.correlation_id for e in events
+                                                                       if e.correlation_id})})
     return fresh_total
 
 

@@ -79,6 +79,15 @@ def test_every_copy_received_is_counted_a_repeat_as_duplicate(db, partitions):
     assert (consumed("ok") - ok, consumed("duplicate") - duplicate) == (2, 2)
 
 
+def test_the_batch_log_line_names_every_correlation_id(db, caplog):
+    tenant = uuid.uuid4()
+    batch = [envelope(tenant, n) | {"correlation_id": f"req-{n % 2}"} for n in range(4)] + [envelope(tenant, 9)]
+    with caplog.at_level("INFO", logger="svc_common.batch_consumer"):
+        handle_batch(platform(db), batch, record)
+    (line,) = [r for r in caplog.records if r.getMessage() == "event batch consumed"]
+    assert line.correlation_ids == ["req-0", "req-1"] and line.events == 5
+
+
 def test_claims_are_one_statement_and_commit_with_the_effect(db):
     ids = [uuid.uuid4() for _ in range(3)]
     statements = []

@@ -216,8 +216,13 @@ def test_one_correlation_id_follows_a_request_through_rpc_and_events_into_every_
         path = stack.logs_dir / f"{name}.log"
         return [json.loads(line) for line in path.read_text().splitlines() if correlation_id in line]
 
+    def every_log_has_it():
+        missing = [name for name in ("gateway", "tickets", "inventory", "notify", "reports") if not lines(name)]
+        assert not missing, f"no line with the correlation id in the logs of {missing}"
+        return True
+
     # gateway access log → tickets (RPC, records the event) → consumers of ticket.completed
-    eventually(lambda: all(lines(name) for name in ("gateway", "tickets", "inventory", "notify", "reports")))
+    eventually(every_log_has_it)
     assert lines("gateway")[0]["path"] == f"/api/v1/work-orders/{order['id']}/complete"
     assert "ticket.completed" in lines("tickets")[0]["event_types"]
     consumed = lines("inventory")[0]
