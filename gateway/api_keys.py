@@ -10,10 +10,10 @@ import hashlib
 import hmac
 import secrets
 import threading
-import time
 import uuid
 
 import sqlalchemy as sa
+from cachetools import TTLCache
 from sqlalchemy.orm import Mapped, mapped_column
 
 from svc_common.db import Database, TenantScoped, UTCDateTime, new_id, utcnow
@@ -84,10 +84,9 @@ class ApiKeyCache:
     """Valid keys by token digest, re-read after `recheck_seconds` so a revoked or expired key stops
     working within that time on every replica, without a database read per request."""
 
-    def __init__(self, recheck_seconds: float):
-        self.recheck_seconds = recheck_seconds
-        self._entries: dict[str, tuple[ApiKey, float]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, recheck_seconds: float, max_keys: int = 100_000):
+        self._entries: TTLCache = TTLCache(maxsize=max_keys, ttl=recheck_seconds)
+        self._lock = threading.Lock()  # TTLCache is not thread-safe
 
     def lookup(self, db: Database, token: str) -> ApiKey | None:
         parsed = parse_token(token)
@@ -95,12 +94,9 @@ class ApiKeyCache:
             return None
         prefix, secret = parsed
         digest = _digest(secret)
-        now = time.monotonic()
         with self._lock:
-            cached = self._entries.get(digest)
-        if cached and cached[1] > now:
-            key = cached[0]
-        else:
+            key = self._entries.get(digest)
+        if key is None:
             # Platform read: the key is what tells us the tenant.
             with db.session(None) as session:
                 key = session.scalars(sa.select(ApiKey).where(ApiKey.prefix == prefix)).first()
@@ -109,5 +105,5 @@ class ApiKeyCache:
             if key is None or not hmac.compare_digest(key.secret_sha256, digest):
                 return None  # misses are not cached: made-up tokens must not fill memory
             with self._lock:
-                self._entries[digest] = (key, now + self.recheck_seconds)
-        return key if key is not None and key.usable(utcnow()) else None
+                self._entries[digest] = key
+        return key if key.usable(utcnow()) else None

@@ -1,7 +1,6 @@
 """Passwords (argon2id), bearer tokens (JWT, HS256, expiring) and the caller (Principal)."""
 import datetime as dt
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -9,6 +8,7 @@ import jwt
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cachetools import TTLCache
 from fastapi import Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -22,6 +22,7 @@ from .settings import get_gateway_settings, key_id
 
 _hasher = PasswordHasher()
 _bearer = HTTPBearer(auto_error=False)
+CACHED_ACCOUNTS = 100_000  # users (and API keys) whose check is remembered at once, per gateway process
 
 
 def hash_password(password: str) -> str:
@@ -75,24 +76,24 @@ def decode_token(token: str) -> Principal | None:
 class AccountCheck:
     """Whether a token's user still exists, is active and has the token's role — so deactivating a
     user or changing their role ends their old tokens within `recheck_seconds`, not at expiry.
-    Answers are cached per user to keep the database off the hot path."""
+    Answers are cached per user (bounded: the least recently used are dropped beyond
+    CACHED_ACCOUNTS) to keep the database off the hot path."""
 
     def __init__(self, recheck_seconds: float):
-        self.recheck_seconds = recheck_seconds
-        self._cache: dict[uuid.UUID, tuple[bool, float]] = {}
-        self._lock = threading.Lock()
+        self._cache: TTLCache = TTLCache(maxsize=CACHED_ACCOUNTS, ttl=recheck_seconds)
+        self._lock = threading.Lock()  # TTLCache is not thread-safe; the pool's threads share it
 
     def still_valid(self, db, principal: Principal) -> bool:
-        now = time.monotonic()
+        key = (principal.user_id, principal.role)  # per role: a new token after a role change is not the old one
         with self._lock:
-            cached = self._cache.get(principal.user_id)
-        if cached and cached[1] > now:
-            return cached[0]
+            cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         with db.session(principal.tenant_id) as session:
             row = session.execute(sa.select(User.active, User.role).where(User.id == principal.user_id)).first()
         valid = row is not None and row.active and row.role == principal.role
         with self._lock:
-            self._cache[principal.user_id] = (valid, now + self.recheck_seconds)
+            self._cache[key] = valid
         return valid
 
 

@@ -50,3 +50,22 @@ def test_answers_are_cached_for_the_recheck_interval(tmp_path):
     set_user(db, user, active=False)
     assert check.still_valid(db, principal)      # cached: the database was not asked again
     assert not AccountCheck(recheck_seconds=3600).still_valid(db, principal)
+
+
+def test_a_new_token_after_a_role_change_is_not_refused_by_the_old_ones_answer(tmp_path):
+    db = sqlite_database(tmp_path, Base.metadata, PLATFORM)
+    user = a_user(db)
+    check = AccountCheck(recheck_seconds=3600)
+    set_user(db, user, role="dispatcher")
+    assert not check.still_valid(db, Principal(user.id, user.tenant_id, "technician", "zhang"))  # the old token
+    assert check.still_valid(db, Principal(user.id, user.tenant_id, "dispatcher", "zhang"))      # the new one
+
+
+def test_the_cache_is_bounded(tmp_path, monkeypatch):
+    db = sqlite_database(tmp_path, Base.metadata, PLATFORM)
+    monkeypatch.setattr("gateway.auth.CACHED_ACCOUNTS", 3)
+    check = AccountCheck(recheck_seconds=3600)
+    for _ in range(10):
+        user = a_user(db)
+        check.still_valid(db, Principal(user.id, user.tenant_id, "technician", "zhang"))
+    assert len(check._cache) == 3
