@@ -35,7 +35,6 @@ a time, so batches of one queue never compete for the same rows (the handlers of
 beside it), and a batch is acked with one frame (`multiple`: its last delivery tag).
 """
 import logging
-import os
 import time
 import uuid
 from collections import OrderedDict
@@ -53,20 +52,11 @@ from .context import system_context
 from .contracts import EventEnvelope
 from .db import utcnow
 from .metrics import EVENT_LAG, EVENTS_CONSUMED
+from .settings import get_settings
 from .uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 500
-DEFAULT_WAIT_MS = 50.0
-
-
-def batch_size_setting() -> int:
-    return max(1, int(os.environ.get("EVENT_BATCH_SIZE", str(DEFAULT_BATCH_SIZE))))
-
-
-def batch_wait_setting() -> float:
-    return max(0.0, float(os.environ.get("EVENT_BATCH_WAIT_MS", str(DEFAULT_WAIT_MS))))
 
 
 class BatchQueueConsumer(QueueConsumer):
@@ -120,8 +110,9 @@ class BatchEventHandler(ReliableEventHandler):
             name = self.queue.name.replace("*", "any").replace("#", "all")
             self.queue = Queue(name, exchange=self.queue.exchange, routing_key=self.event_type, durable=True,
                                auto_delete=False)
-        self.batch_size = self._batch_size or batch_size_setting()
-        self.max_wait = (self._max_wait_ms if self._max_wait_ms is not None else batch_wait_setting()) / 1000
+        self.batch_size = self._batch_size or get_settings().event_batch_size
+        wait_ms = self._max_wait_ms if self._max_wait_ms is not None else get_settings().event_batch_wait_ms
+        self.max_wait = wait_ms / 1000
         self.prefetch_count = 2 * self.batch_size
         self._pending: list[tuple[float, object, object]] = []  # (arrived, body, message)
         self._in_flight = False

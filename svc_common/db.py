@@ -6,7 +6,6 @@ so a handler cannot read or write another tenant's data by forgetting a filter.
 """
 import datetime as dt
 import math
-import os
 import threading
 import time
 import uuid
@@ -288,7 +287,7 @@ def make_engine(url: str) -> sa.Engine:
     # relay: size the pool from the worker count so it neither churns nor starves. Across all
     # instances, (DB_POOL_SIZE + MAX_WORKERS) each must stay under PostgreSQL's max_connections.
     workers = get_settings().max_workers
-    pool = int(os.environ.get("DB_POOL_SIZE", str(workers + 4)))
+    pool = get_settings().db_pool_size or workers + 4
     # No pre-ping (a query per checkout); a dropped connection invalidates the pool on first use instead.
     return sa.create_engine(url, pool_size=pool, max_overflow=workers, pool_recycle=1800,
                             connect_args=_postgres_tls(url))
@@ -298,10 +297,7 @@ def _postgres_tls(url: str) -> dict:
     """DATABASE_SSL: off (default; a private network or a TLS sidecar) or verify (TLS, CA and hostname
     checked; DATABASE_SSL_CA names the CA file). The drivers' own defaults ("try TLS, verify nothing")
     are neither safe nor cheap, so they are never used."""
-    mode = os.environ.get("DATABASE_SSL", "off")
-    if mode not in ("off", "verify"):
-        raise ValueError(f"DATABASE_SSL must be off or verify, not {mode!r}")
-    ca = os.environ.get("DATABASE_SSL_CA") or None
+    mode, ca = get_settings().database_ssl, get_settings().database_ssl_ca or None
     if "pg8000" in url:
         if mode == "off":
             return {"ssl_context": False}

@@ -2,6 +2,15 @@
 import re
 from pathlib import Path
 
+import pydantic
+import pytest
+from customers.settings import CustomersSettings
+from notify.settings import NotifySettings
+from tickets.settings import TicketsSettings
+
+from gateway.settings import GatewaySettings
+from svc_common.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 READS = re.compile(r'os\.environ(?:\.get\(|\[)"([A-Z][A-Z0-9_]+)"|alias="([A-Z][A-Z0-9_]+)"')
 # Set by tools for the tools, not configuration of the platform.
@@ -31,3 +40,33 @@ def test_every_variable_the_code_reads_is_documented():
 def test_the_check_sees_the_variables():
     found = variables_read()
     assert {"AMQP_URI", "JWT_SECRET", "TICKETS_STORAGE_DIR"} <= set(found)
+
+
+def documented_defaults() -> dict[str, str]:
+    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| [^|]+ \| `([^`|]+)` \|", (ROOT / "docs" / "configuration.md").read_text(),
+                      re.MULTILINE)
+    return dict(rows)
+
+
+def test_the_documented_defaults_are_the_code_defaults():
+    documented = documented_defaults()
+    wrong = {}
+    for settings in (Settings, GatewaySettings, NotifySettings, TicketsSettings, CustomersSettings):
+        for field in settings.model_fields.values():
+            if field.alias not in documented or field.default is None:
+                continue
+            doc, code = documented[field.alias], field.default
+            same = float(doc) == code if isinstance(code, (int, float)) and not isinstance(code, bool) \
+                else doc.lower() == str(code).lower()
+            if not same:
+                wrong[field.alias] = (doc, code)
+    assert wrong == {}
+    assert {"EVENT_BATCH_SIZE", "NOTIFY_SEND_BATCH", "SLA_SCAN_SECONDS"} <= set(documented)  # the check reads the table
+
+
+def test_a_bad_value_is_refused_with_the_variable_named(monkeypatch):
+    monkeypatch.setenv("NOTIFY_SEND_BATCH", "0")
+    monkeypatch.setenv("DATABASE_SSL", "maybe")
+    for settings, variable in ((NotifySettings, "NOTIFY_SEND_BATCH"), (Settings, "DATABASE_SSL")):
+        with pytest.raises(pydantic.ValidationError, match=variable):
+            settings()

@@ -15,6 +15,7 @@ import qrcode
 from PIL import Image, ImageDraw, ImageFont
 
 from .domain import printed_code
+from .settings import customers_settings
 
 # Fonts that have CJK glyphs (company names are Chinese). LABEL_FONT names one explicitly.
 CJK_FONT_PATTERNS = (
@@ -32,7 +33,7 @@ QR_SIZE = 320
 @lru_cache(maxsize=1)
 def font_path() -> str | None:
     """A font with CJK glyphs if the machine has one (else a Latin one: Chinese would print as boxes)."""
-    explicit = os.environ.get("LABEL_FONT")
+    explicit = customers_settings().label_font
     if explicit and os.path.exists(explicit):
         return explicit
     for pattern in CJK_FONT_PATTERNS + FALLBACK_FONTS:

@@ -2,7 +2,6 @@
 import base64
 import binascii
 import logging
-import os
 
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
@@ -18,6 +17,7 @@ from svc_common.validation import dump, page, parse, parse_id, window
 
 from . import handlers
 from .models import PLATFORM
+from .settings import customers_settings
 from .schemas import (
     BindIn,
     ChangeRequestIn,
@@ -48,8 +48,6 @@ from .schemas import (
 )
 
 log = logging.getLogger("customers.reminders")
-# How often the reminder timer runs; every run is idempotent, so a short interval only costs queries.
-REMINDER_INTERVAL_SECONDS = float(os.environ.get("REMINDER_INTERVAL_SECONDS", "3600"))
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8",
                "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
@@ -400,7 +398,7 @@ class CustomersService(HealthRpc):
         with self.platform.uow() as uow:
             return dump(ReminderRuleOut, handlers.set_reminder_rule(uow, kind, data))
 
-    @timer(interval=REMINDER_INTERVAL_SECONDS)
+    @timer(interval=customers_settings().reminder_interval_seconds)
     def evaluate_reminders(self):
         """预警: every tenant's due reminders, each emitted once (see handlers.evaluate_reminders)."""
         today = utcnow().date()

@@ -16,7 +16,6 @@ A timer releases deferred rows when quiet hours end and picks up rows a crash le
 import datetime as dt
 import json
 import logging
-import os
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -50,6 +49,7 @@ from .models import (
     UserReplica,
 )
 from .providers import Attachment, OutgoingMessage, ProviderError, Registry, Sent
+from .settings import notify_settings
 from .schemas import (
     DeliveryQuery,
     InboxQuery,
@@ -80,10 +80,9 @@ class SendPolicy:
     backoff_max_seconds: float = 8.0
 
     @classmethod
-    def from_env(cls) -> "SendPolicy":
-        return cls(int(os.environ.get("NOTIFY_SEND_ATTEMPTS", cls.attempts)),
-                   float(os.environ.get("NOTIFY_BACKOFF_SECONDS", cls.backoff_seconds)),
-                   float(os.environ.get("NOTIFY_BACKOFF_MAX_SECONDS", cls.backoff_max_seconds)))
+    def configured(cls) -> "SendPolicy":
+        settings = notify_settings()
+        return cls(settings.send_attempts, settings.backoff_seconds, settings.backoff_max_seconds)
 
 
 def _require(uow: UnitOfWork, roles: tuple[str, ...], what: str) -> None:
@@ -127,7 +126,7 @@ def upsert_team(uow: UnitOfWork, event: EventEnvelope) -> None:
 # A tenant's whole notification configuration is read once per CONFIG_TTL per process rather
 # than on every event (the fan-out's hot path). A change made through this process takes effect
 # at once; one made through another instance within CONFIG_TTL seconds.
-CONFIG_TTL = float(os.environ.get("NOTIFY_CONFIG_TTL_SECONDS", "5"))
+CONFIG_TTL = notify_settings().config_ttl_seconds
 _config_cache: dict[tuple[int, uuid.UUID], tuple[float, "TenantConfig"]] = {}
 
 

@@ -10,7 +10,6 @@ Nothing is lost in a crash: rows not yet sent stay queued in the database and th
 (handlers.due_deliveries); a stop (SIGTERM) sends what is waiting first.
 """
 import logging
-import os
 import time
 
 import eventlet
@@ -24,6 +23,7 @@ from svc_common.uow import UnitOfWork
 
 from . import handlers
 from .providers import Registry
+from .settings import notify_settings
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,10 @@ class Sender(DependencyProvider):
     """`sender = Sender()`: `self.sender.submit(jobs)` from any worker."""
 
     def setup(self):
-        self.batch_size = max(1, int(os.environ.get("NOTIFY_SEND_BATCH", "100")))
-        self.policy = handlers.SendPolicy.from_env()
+        self.batch_size = notify_settings().send_batch
+        self.policy = handlers.SendPolicy.configured()
         self.queue: LightQueue = LightQueue(maxsize=self.batch_size * BATCHES_IN_FLIGHT)
-        self.sends = eventlet.GreenPool(max(1, int(os.environ.get("NOTIFY_SEND_CONCURRENCY", "16"))))
+        self.sends = eventlet.GreenPool(notify_settings().send_concurrency)
         self.batches = eventlet.GreenPool(BATCHES_IN_FLIGHT)
         self.stopping = False
         self.unfinished = 0  # jobs submitted and not yet recorded (or given up to the timer)

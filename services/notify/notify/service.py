@@ -2,7 +2,6 @@
 import base64
 import datetime as dt
 import logging
-import os
 import uuid
 from contextlib import contextmanager
 
@@ -22,6 +21,7 @@ from . import domain, handlers
 from .models import PLATFORM
 from .providers import Attachment, ProviderError
 from .sender import Providers, Sender
+from .settings import notify_settings
 from .schemas import (
     DeliveryOut,
     DeliveryQuery,
@@ -36,7 +36,6 @@ from .schemas import (
 )
 
 log = logging.getLogger(__name__)
-TIMER_SECONDS = float(os.environ.get("NOTIFY_TIMER_SECONDS", "5"))
 
 
 def _items(items: list) -> dict:
@@ -61,7 +60,7 @@ class NotifyService(HealthRpc):
     providers = Providers()
     sender = Sender()
     tickets = RpcProxy("tickets")  # the service report PDF attached to service_report.sent emails
-    send_policy = handlers.SendPolicy.from_env()
+    send_policy = handlers.SendPolicy.configured()
     _next_digest_check: dict = {}  # per process: when the timer next looks for due daily digests
 
     # -- events -----------------------------------------------------------------------------
@@ -138,7 +137,7 @@ class NotifyService(HealthRpc):
             raise ProviderError(f"the service report PDF could not be fetched ({type(exc).__name__})",
                                 transient=True) from None
 
-    @timer(interval=TIMER_SECONDS)
+    @timer(interval=notify_settings().timer_seconds)
     def release_due(self):
         """Quiet hours over, crash leftovers, interrupted sends, daily digests."""
         now = utcnow()

@@ -1,7 +1,6 @@
 """nameko entrypoints of the tickets service: validate → handler → DTO."""
 import base64
 import logging
-import os
 
 import eventlet
 
@@ -27,14 +26,10 @@ from .schemas import (
     OptionalReasonIn, OutsourceIn, PositionIn, PublishIn, ReasonIn, ReassignIn, ReceiptIn, ReorderIn, SettingsIn,
     SettingsOut, SettleIn, TicketIn, TicketOut, TicketTypeIn, TicketTypeOut, TicketTypePatch, TimelineOut, UnitIn, VisitIn,
 )
+from .settings import tickets_settings
 from .storage import default_storage
 
 log = logging.getLogger(__name__)
-# How often the SLA clock looks for missed deadlines.
-SLA_SCAN_SECONDS = float(os.environ.get("SLA_SCAN_SECONDS", "30"))
-# The stock check before completion is advisory (inventory records any shortfall on
-# ticket.completed anyway), so an inventory that is down or slow must not block completion.
-STOCK_CHECK_TIMEOUT_SECONDS = float(os.environ.get("STOCK_CHECK_TIMEOUT_SECONDS", "3"))
 
 
 def stale() -> Conflict:
@@ -237,13 +232,13 @@ class TicketsService(DeskRpc, HealthRpc):
             technician_id = handlers.get_ticket(uow, ticket_id).assignee_id
         try:
             answer = None
-            with eventlet.Timeout(STOCK_CHECK_TIMEOUT_SECONDS, False):
+            with eventlet.Timeout(tickets_settings().stock_check_timeout_seconds, False):
                 answer = self.inventory.check_stock_available(
                     technician_id=str(technician_id),
                     parts=[{"part_id": str(p.part_id), "quantity": str(p.quantity)} for p in data.parts_used])
             if answer is None:
                 log.warning("inventory did not answer the stock check within %ss; completing without it",
-                            STOCK_CHECK_TIMEOUT_SECONDS)
+                            tickets_settings().stock_check_timeout_seconds)
                 return
         except (MethodNotFound, UnknownService):
             # An inventory without the check (older version): completion consumes and inventory
@@ -327,7 +322,7 @@ class TicketsService(DeskRpc, HealthRpc):
                               for t in handlers.list_teams(uow)]}
 
     # -- SLA clock ------------------------------------------------------------------------------------
-    @timer(interval=SLA_SCAN_SECONDS)
+    @timer(interval=tickets_settings().sla_scan_seconds)
     def raise_overdue(self):
         """Raise ticket.overdue once per missed deadline. Several instances may scan at once: the
         order's version lock lets only one of them record it."""

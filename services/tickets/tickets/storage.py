@@ -1,9 +1,9 @@
 """Where attachment bytes live (photos, files, signatures). The default is a local folder
 (TICKETS_STORAGE_DIR, default data/files); another backend (S3, OSS) implements the same three calls."""
-import os
 import uuid
 from pathlib import Path
 from typing import Protocol
+from .settings import TicketsSettings
 
 
 class Storage(Protocol):
@@ -39,4 +39,4 @@ class LocalStorage:
 
 
 def default_storage() -> Storage:
-    return LocalStorage(os.environ.get("TICKETS_STORAGE_DIR", "data/files"))
+    return LocalStorage(TicketsSettings().storage_dir)  # read when used: tests point it at their own folder

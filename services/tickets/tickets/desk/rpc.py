@@ -2,7 +2,6 @@
 thin — validate → handler → DTO. Uses the service's `platform`, `customers` and `inventory`."""
 import base64
 import logging
-import os
 import uuid
 
 from nameko.exceptions import MethodNotFound, UnknownService
@@ -26,6 +25,7 @@ from tickets.storage import default_storage
 
 from . import domain, handlers, knowledge, plans, records, reports_pdf, templates
 from . import settlement as money
+from ..settings import tickets_settings
 from .schemas import (
     AnnouncementIn, AnnouncementOut, ArticleIn, ArticleOut, ArticlePatch, BatchSettleIn, ComponentsIn, ConvertIn,
     DeskSettingsIn, DeskSettingsOut, ManualVisitIn, NoteTemplateIn, NoteTemplateOut, OccurrenceOut, OptionalNoteIn,
@@ -35,8 +35,6 @@ from .schemas import (
 )
 
 log = logging.getLogger(__name__)
-PLAN_SCAN_SECONDS = float(os.environ.get("PLAN_SCAN_SECONDS", "60"))
-DESK_SCAN_SECONDS = float(os.environ.get("DESK_SCAN_SECONDS", "60"))
 
 _ = OccurrenceOut  # documented shape of plan occurrences
 
@@ -235,7 +233,7 @@ class DeskRpc:
         self.platform.handle_once(envelope, lambda uow, event: handlers.close_with_ticket(
             uow, event.payload().ticket_id))
 
-    @timer(interval=DESK_SCAN_SECONDS)
+    @timer(interval=tickets_settings().desk_scan_seconds)
     def mark_service_requests_timed_out(self):
         now = utcnow()
         with self.platform.db.session(None) as session:
@@ -293,7 +291,7 @@ class DeskRpc:
         require_dispatcher(self.platform.ctx.actor_role)
         return {"created": self._generate(only_tenant=self.platform.ctx.tenant_id)}
 
-    @timer(interval=PLAN_SCAN_SECONDS)
+    @timer(interval=tickets_settings().plan_scan_seconds)
     def generate_planned_orders(self):
         self._generate()
 
