@@ -1,6 +1,7 @@
 """How fast the reports take in events, and how fast the reports answer over a month and a year.
 
-    .venv/bin/python bench/reports_ingest.py [--orders 1000000] [--path consumer|direct] [--queries 20]
+    .venv/bin/python bench/reports_ingest.py [--orders 1000000] [--path consumer|direct] [--instances 2]
+                                             [--queries 20]
 
 Generates a year (2026) of work orders — each 8 events: created, assigned, accepted, checked_in,
 completed (with a service item), settled (fee and cost lines), visited (stars, per-dimension scores,
@@ -17,11 +18,16 @@ on a fresh RabbitMQ vhost and PostgreSQL database); the events are published ont
 with the read models and rollups committed) and the CPU per event of the reports process and of its
 PostgreSQL backends (CPU time, not wall time: robust on a loaded machine), and an estimate of the
 rate two idle cores would give.
+`--instances N`: N reports processes sharing the queues (production scales them on queue depth);
+the CPU per event is summed over them.
 `--path direct`: the same events through `handlers.ingest` in-process, in batches of `--batch`
 (no broker): the cost of the projections alone.
+With autovacuum off (the development server), the tables are ANALYZEd at each doubling of the
+events in and before the queries, as autovacuum would.
 
 Then p95 of every report (and the dashboard) over a month (grouped by day) and over the year
-(grouped by month), read as the service reads them (rollups where they answer).
+(grouped by month), read as the service reads them (rollups where they answer), after one untimed
+warm-up run, with the median CPU time of this process per query.
 
     .venv/bin/python bench/reports_ingest.py --freshness-rate 50 --freshness-seconds 30
 
@@ -185,6 +191,27 @@ class PostgresCpu:
         return sum(self.seen.values())
 
 
+class Statistics:
+    """ANALYZE the reports' tables as autovacuum would, if it is off (as on the development server):
+    the batch's key lookups (tenant and ticket) are planned from the tables' statistics, and
+    statistics of the empty tables make the planner scan every row of the company instead (linear
+    in the data: the ingest rate would fall as the tables grow). Run at each doubling of the events
+    in, and before the queries."""
+
+    def __init__(self, db: Database):
+        import sqlalchemy as sa
+        self.db, self.next = db, 1000
+        with db.engine.connect() as conn:
+            self.off = conn.execute(sa.text("SHOW autovacuum")).scalar() == "off"
+
+    def maybe(self, events: int, force: bool = False) -> None:
+        import sqlalchemy as sa
+        if self.off and (force or events >= self.next):
+            self.next = max(self.next, events) * 2
+            with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sa.text("ANALYZE"))
+
+
 def ingest_direct(db: Database, orders: int, batch_size: int, days: int = 365) -> None:
     pg = PostgresCpu(db, db.url.rsplit("/", 1)[1])
     with db.engine.connect():  # the pool's connection exists: its backend is sampled from the start
@@ -192,6 +219,7 @@ def ingest_direct(db: Database, orders: int, batch_size: int, days: int = 365) -
     pg0 = pg.total()
     started, done, batch = time.perf_counter(), 0, []
     last_report = started
+    stats = Statistics(db)
     cpu0 = time.process_time()
 
     def flush():
@@ -206,6 +234,7 @@ def ingest_direct(db: Database, orders: int, batch_size: int, days: int = 365) -
         batch.append(event)
         if len(batch) >= batch_size:
             flush()
+            stats.maybe(done)
             if time.perf_counter() - last_report > 15:
                 last_report = time.perf_counter()
                 pg.sample()
@@ -220,19 +249,20 @@ def ingest_direct(db: Database, orders: int, batch_size: int, days: int = 365) -
     print(f"direct: ingested {done:,} events ({orders:,} orders) in {seconds:.1f} s: {done / seconds:,.0f} events/s "
           f"(batches of {batch_size}); peak RSS {rss_mib():.0f} MiB\n"
           f"  CPU per event: loader {cpu / done * 1000:.3f} ms (generating and validating the events included), "
-          f"PostgreSQL {pg_cpu / done * 1000:.3f} ms ⇒ on 2 idle cores ≈ {2 * done / (cpu + pg_cpu):,.0f} events/s",
-          flush=True)
+          f"PostgreSQL {pg_cpu / done * 1000:.3f} ms ⇒ on 2 idle cores ≈ {2 * done / (cpu + pg_cpu):,.0f} events/s; "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
 
-def start_reports(dbs, extra_env: dict):
+def start_reports(dbs, extra_env: dict, instances: int = 1):
+    """The reports service on its own vhost: `instances` processes sharing its queues (production
+    scales it horizontally on queue depth)."""
     from devstack.ephemeral import free_port_block, isolated_vhost
     from devstack.stack import Stack, StackConfig
     vhost, amqp_uri = isolated_vhost()
     stack = Stack(StackConfig(amqp_uri=amqp_uri, database_url=lambda _: dbs.url("reports"),
                               data_dir=Path(tempfile.mkdtemp()), jwt_secret=secrets.token_urlsafe(32),
                               metrics_base_port=free_port_block(5), extra_env=extra_env))
-    stack.start("reports")
-    stack.wait_service_ready("reports")
+    stack.scale("reports", instances)
     return stack, vhost, amqp_uri
 
 
@@ -243,14 +273,18 @@ def archived(db: Database) -> int:
         return session.scalar(sa.select(sa.func.count()).select_from(EventArchive)) or 0
 
 
-def ingest_consumer(dbs, db: Database, orders: int, backlog: int, extra_env: dict, days: int = 365) -> None:
+def ingest_consumer(dbs, db: Database, orders: int, backlog: int, extra_env: dict, days: int = 365,
+                    instances: int = 1) -> None:
     import kombu
     import sqlalchemy as sa
     from reports.models import EventArchive
     from tests.servers import delete_vhost
 
-    stack, vhost, amqp_uri = start_reports(dbs, extra_env)
-    pid = stack.processes["reports"].pid
+    stack, vhost, amqp_uri = start_reports(dbs, extra_env, instances)
+    pids = [stack.processes[name].pid for name in stack.instances("reports")]
+
+    def reports_cpu_seconds() -> float:  # every instance's
+        return sum(cpu_seconds(pid) for pid in pids)
     pg = PostgresCpu(db, dbs.url("reports").rsplit("/", 1)[1])
     total = int(orders * EVENTS_PER_ORDER)
 
@@ -261,7 +295,8 @@ def ingest_consumer(dbs, db: Database, orders: int, backlog: int, extra_env: dic
         exchanges = {name: kombu.Exchange(name, "topic", durable=True) for name in ("tickets.events",
                                                                                    "inventory.events")}
         pg.sample()
-        cpu0, bench0 = cpu_seconds(pid), time.process_time()
+        stats = Statistics(db)
+        cpu0, bench0 = reports_cpu_seconds(), time.process_time()
         published, started, last_report = 0, time.perf_counter(), time.perf_counter()
         with kombu.Connection(amqp_uri) as conn:
             producer = kombu.Producer(conn.channel())
@@ -272,12 +307,13 @@ def ingest_consumer(dbs, db: Database, orders: int, backlog: int, extra_env: dic
                 if published % 5000 == 0:
                     while published - high_water() > backlog:  # keep the broker's queues bounded
                         time.sleep(0.2)
+                    stats.maybe(published)
                     if time.perf_counter() - last_report > 30:
                         last_report = time.perf_counter()
                         pg.sample()
                         done = high_water()
                         print(f"  … {done:,} of {total:,} events in, {done / (last_report - started):,.0f}/s; "
-                              f"reports CPU {(cpu_seconds(pid) - cpu0) / max(done, 1) * 1000:.3f} ms/event", flush=True)
+                              f"reports CPU {(reports_cpu_seconds() - cpu0) / max(done, 1) * 1000:.3f} ms/event", flush=True)
         deadline = time.monotonic() + 900
         while high_water() < published and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -285,16 +321,17 @@ def ingest_consumer(dbs, db: Database, orders: int, backlog: int, extra_env: dic
             time.sleep(0.5)
         seconds = time.perf_counter() - started
         pg.sample()
-        reports_cpu, bench_cpu = cpu_seconds(pid) - cpu0, time.process_time() - bench0
+        reports_cpu, bench_cpu = reports_cpu_seconds() - cpu0, time.process_time() - bench0
         count = archived(db)
         per_event = (reports_cpu + pg.total()) / count
         print(f"consumer: {published:,} events ({orders:,} orders) published, {count:,} archived with their read "
               f"models and rollups in {seconds:.1f} s: {count / seconds:,.0f} events/s (batches of "
-              f"{extra_env.get('EVENT_BATCH_SIZE', 'default')})", flush=True)
-        print(f"  CPU per event: reports process {reports_cpu / count * 1000:.3f} ms, its PostgreSQL backends "
+              f"{extra_env.get('EVENT_BATCH_SIZE', 'default')}, {instances} reports instance(s)); load average "
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+        print(f"  CPU per event: reports process(es) {reports_cpu / count * 1000:.3f} ms, its PostgreSQL backends "
               f"{pg.total() / count * 1000:.3f} ms (publisher {bench_cpu / count * 1000:.3f} ms, broker not counted)"
               f"\n  ⇒ on 2 idle cores (reports + PostgreSQL, broker aside): ≈ {2 / per_event:,.0f} events/s; "
-              f"one reports process is bound at ≈ {count / reports_cpu:,.0f} events/s", flush=True)
+              f"one reports process is bound at ≈ {count / reports_cpu:,.0f} events/s per process", flush=True)
         if count != published:
             print(f"  !! {published - count:,} events not archived", flush=True)
     finally:
@@ -307,15 +344,16 @@ def p95(samples: list[float]) -> float:
 
 
 def queries(db: Database, repeat: int) -> None:
+    Statistics(db).maybe(0, force=True)
     ranges = {"month": ("2026-06-01", "2026-06-30", "day"), "year": ("2026-01-01", "2026-12-31", "month")}
-    print(f"{'report':<16}{'month p95 ms':>14}{'year p95 ms':>14}")
+    print(f"{'report':<16}{'month p95 ms':>14}{'year p95 ms':>14}   (median CPU ms of this process, month / year)")
     for name in REPORT_NAMES + ("dashboard",):
-        cells = []
+        cells, cpu_cells = [], []
         for date_from, date_to, group_by in ranges.values():
             query = ReportQuery(date_from=date_from, date_to=date_to, group_by=group_by, tz="Asia/Shanghai")
-            samples = []
-            for _ in range(repeat):
-                t0 = time.perf_counter()
+            samples, cpu = [], []
+            for i in range(repeat + 1):  # the first run warms up (statement compilation, caches): untimed
+                t0, c0 = time.perf_counter(), time.process_time()
                 with UnitOfWork(db, system_context(TENANT)) as uow:
                     if name == "dashboard":
                         now = dt.datetime(2026, 6, 15, 6, tzinfo=dt.timezone.utc) if date_to.endswith("30") else \
@@ -323,9 +361,13 @@ def queries(db: Database, repeat: int) -> None:
                         handlers.dashboard(uow, DashboardIn(tz="Asia/Shanghai"), now=now)
                     else:
                         handlers.run_report(uow, name, query)
-                samples.append((time.perf_counter() - t0) * 1000)
+                if i:
+                    samples.append((time.perf_counter() - t0) * 1000)
+                    cpu.append((time.process_time() - c0) * 1000)
             cells.append(p95(samples))
-        print(f"{name:<16}{cells[0]:>14.0f}{cells[1]:>14.0f}", flush=True)
+            cpu_cells.append(statistics.median(cpu))
+        print(f"{name:<16}{cells[0]:>14.0f}{cells[1]:>14.0f}   ({cpu_cells[0]:.0f} / {cpu_cells[1]:.0f})", flush=True)
+    print(f"(load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})", flush=True)
 
 
 def freshness(rate: float, seconds: float) -> None:
@@ -384,6 +426,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365,
                         help="days the orders are spread over from 2026-01-01 (fewer: a short run as dense as a "
                              "full year's)")
+    parser.add_argument("--instances", type=int, default=1, help="reports processes (path consumer)")
     parser.add_argument("--queries", type=int, default=20, help="runs of each report for its p95")
     parser.add_argument("--freshness-rate", type=float, help="measure the live path at this many events/s")
     parser.add_argument("--freshness-seconds", type=float, default=30)
@@ -400,7 +443,8 @@ def main() -> None:
         if args.path == "direct":
             ingest_direct(db, args.orders, args.batch, args.days)
         else:
-            ingest_consumer(dbs, db, args.orders, args.backlog, {"EVENT_BATCH_SIZE": str(args.batch)}, args.days)
+            ingest_consumer(dbs, db, args.orders, args.backlog, {"EVENT_BATCH_SIZE": str(args.batch)}, args.days,
+                            args.instances)
         queries(db, args.queries)
         db.dispose()
     finally:

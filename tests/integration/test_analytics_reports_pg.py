@@ -205,3 +205,41 @@ def test_upgrading_a_deployment_rebuilds_the_rollups_of_existing_companies():
         db.dispose()
     finally:
         drop_databases(dbs)
+
+
+def test_a_nul_character_in_a_payload_is_dropped_not_a_failed_batch(pg):
+    """The batch writes travel as jsonb (rollups._upsert_postgres, projections.write_facts), which
+    refuses U+0000: it is dropped from names and labels, and the batch commits."""
+    tenant = uuid.uuid4()
+    events = scenario.events(tenant=tenant)
+    for env in events:
+        if env["type"] == "ticket.visited":
+            env["data"]["tags"] = [t + "\x00" for t in env["data"]["tags"]]
+        if "customer_name" in env["data"]:
+            env["data"]["customer_name"] = "上海\x00申能"
+    with UnitOfWork(pg, system_context(tenant)) as uow:
+        assert handlers.ingest(uow, [EventEnvelope.model_validate(e) for e in events]) == len(events)
+    query = ReportQuery(date_from="2026-11-10", date_to="2026-11-12")
+    with UnitOfWork(pg, system_context(tenant)) as uow:
+        tags = handlers.run_report(uow, "satisfaction", query, path="rollups")["sections"]["by_tag"]
+        assert tags == handlers.run_report(uow, "satisfaction", query, path="facts")["sections"]["by_tag"]
+    assert {t["tag"] for t in tags} == {"准时", "等待久"}
+
+
+def test_the_first_read_models_upsert_on_postgres_as_on_sqlite(pg, tmp_path):
+    """technician_daily / work_order_summary: one upsert per batch (latest completion wins), the same
+    figures on PostgreSQL, batched and with redeliveries, as on SQLite one by one."""
+    from reports.schemas import DateRangeIn, TechnicianDailyIn
+    lite, tenant = sqlite_database(tmp_path, Base.metadata, PLATFORM), uuid.uuid4()
+    feed_one_by_one(lite, scenario.events())
+    events = scenario.events(tenant=tenant)
+    with UnitOfWork(pg, system_context(tenant)) as uow:
+        handlers.ingest(uow, [EventEnvelope.model_validate(e) for e in events[::-1] + events[:4]])
+
+    def first(db, tenant_id):
+        with UnitOfWork(db, system_context(tenant_id)) as uow:
+            return (handlers.technician_daily(uow, TechnicianDailyIn(date_from="2026-11-01", date_to="2026-11-30")),
+                    handlers.work_order_summary(uow, DateRangeIn(date_from="2026-11-01", date_to="2026-11-30")))
+    expected = first(lite, scenario.TENANT)
+    assert expected[0]["total_completed"] > 0 and expected[1]["total_created"] > 0
+    assert first(pg, tenant) == expected

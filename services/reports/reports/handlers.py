@@ -92,6 +92,7 @@ def project(uow: UnitOfWork, events: list[EventEnvelope], zone: ZoneInfo) -> int
         applied += event.type in projections.BY_TYPE
     rollups.write(uow, zone)
     projections.write_facts(uow)
+    projections.write_first_read_models(uow)
     return applied
 
 

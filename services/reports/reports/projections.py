@@ -201,7 +201,7 @@ _PG_CASTS = {"Uuid": "uuid", "UTCDateTime": "timestamptz", "Integer": "integer",
 
 def write_facts(uow: UnitOfWork) -> None:
     """The work-order rows the batch changed, back into their table: on PostgreSQL in one UPDATE …
-    FROM (the rows as one JSON parameter), elsewhere as an executemany of UPDATEs by id."""
+    FROM (the rows as one jsonb parameter: see rollups._upsert_postgres), elsewhere as an executemany of UPDATEs by id."""
     loaded = _cache(uow).pop(("originals", WorkOrderFact), None)
     if not loaded:
         return
@@ -221,12 +221,13 @@ def write_facts(uow: UnitOfWork) -> None:
         values.append(f"nullif((r.v->{i})::text, 'null')::json AS {column.name}" if cast == "json"
                       else f"(r.v->>{i})::{cast} AS {column.name}")
     sql = (f"UPDATE {table.name} AS t SET " + ", ".join(f"{c.name} = v.{c.name}" for c in columns[1:])
-           + f" FROM (SELECT {', '.join(values)} FROM json_array_elements(%s::json) AS r(v)) AS v "
+           + f" FROM (SELECT {', '.join(values)} FROM jsonb_array_elements(%s::jsonb) AS r(v)) AS v "
            f"WHERE t.id = v.id AND t.tenant_id = %s")
     kinds = [_JSON_KIND.get(type(c.type).__name__, 0) for c in columns]
     payload = json.dumps([[v if v is None or k == 0 else v.isoformat() if k == 1 else str(v)
                            for v, k in zip((state.get(c.name) for c in columns), kinds)]
                           for state in (row.__dict__ for row in changed)], separators=(",", ":"), ensure_ascii=False)
+    payload = rollups.jsonb_text(payload)
     with uow.session.connection().connection.cursor() as cursor:
         cursor.execute(sql, (payload, str(uow.ctx.tenant_id)))
 
@@ -350,32 +351,55 @@ def _settlement_summary(data) -> tuple[dict | None, dict | None]:
 
 # The first read models (technician_daily, work_order_summary).
 
-def record_ticket_created(uow: UnitOfWork, event: EventEnvelope) -> CreatedWorkOrder | None:
+# Written once per batch as upserts (`write_first_read_models`), not as ORM rows: two more tables per
+# order would otherwise cost a locked read and an ORM flush each.
+
+def _first_rows(uow: UnitOfWork, model) -> dict:
+    return _cache(uow).setdefault(("first", model), {})
+
+
+def record_ticket_created(uow: UnitOfWork, event: EventEnvelope) -> None:
     data = event.data
     ticket_id, customer_id = as_uuid(data.get("ticket_id")), as_uuid(data.get("customer_id"))
     if ticket_id is None or customer_id is None:
-        return None
-    row = _one(uow, CreatedWorkOrder, "ticket_id", ticket_id, number="", type="", customer_id=customer_id,
-               created_at=event.occurred_at)
-    row.number, row.type, row.customer_id = data.get("number") or "", data.get("type") or "", customer_id
-    row.created_at = event.occurred_at  # the contract has no creation time: the event's is it
-    return row
+        return
+    # the contract has no creation time: the event's is it
+    _first_rows(uow, CreatedWorkOrder)[ticket_id] = {
+        "number": data.get("number") or "", "type": data.get("type") or "", "customer_id": customer_id,
+        "created_at": event.occurred_at}
 
 
-def record_ticket_completed(uow: UnitOfWork, event: EventEnvelope) -> CompletedWorkOrder | None:
+def record_ticket_completed(uow: UnitOfWork, event: EventEnvelope) -> None:
     data = event.data
     ticket_id, technician_id = as_uuid(data.get("ticket_id")), as_uuid(data.get("technician_id"))
     customer_id, completed_at = as_uuid(data.get("customer_id")), as_time(data.get("completed_at"))
     if None in (ticket_id, technician_id, customer_id):
-        return None
+        return
     completed_at = completed_at or event.occurred_at
-    row = _one(uow, CompletedWorkOrder, "ticket_id", ticket_id, number="", type="", technician_id=technician_id,
-               customer_id=customer_id, completed_at=completed_at)
-    if completed_at < row.completed_at:
-        return row  # a reopened order's earlier completion, delivered late, does not overwrite the latest
-    row.number, row.type = data.get("number") or "", data.get("type") or ""
-    row.technician_id, row.customer_id, row.completed_at = technician_id, customer_id, completed_at
-    return row
+    rows = _first_rows(uow, CompletedWorkOrder)
+    if ticket_id in rows and completed_at < rows[ticket_id]["completed_at"]:
+        return  # a reopened order's earlier completion, delivered late, does not overwrite the latest
+    rows[ticket_id] = {"number": data.get("number") or "", "type": data.get("type") or "",
+                       "technician_id": technician_id, "customer_id": customer_id, "completed_at": completed_at}
+
+
+def write_first_read_models(uow: UnitOfWork) -> None:
+    """The batch's created / completed orders, one upsert per table in key order: a creation
+    overwrites, a completion only if not earlier than the one kept (the latest completion wins)."""
+    cache = _cache(uow)
+    for model in (CompletedWorkOrder, CreatedWorkOrder):  # table-name order, as `prefetch` locks
+        rows = cache.pop(("first", model), None)
+        if not rows:
+            continue
+        table = model.__table__
+        statement = _insert_statement(uow, table)
+        columns = next(iter(rows.values())).keys()
+        statement = statement.on_conflict_do_update(
+            index_elements=["tenant_id", "ticket_id"], set_={c: statement.excluded[c] for c in columns},
+            where=table.c.completed_at <= statement.excluded.completed_at if model is CompletedWorkOrder else None)
+        uow.session.connection().execute(statement, [
+            {"id": new_id(), "tenant_id": uow.ctx.tenant_id, "ticket_id": ticket_id, **values}
+            for ticket_id, values in sorted(rows.items())])
 
 
 # -- other services' facts ---------------------------------------------------------------------
@@ -475,8 +499,6 @@ PROJECTIONS = {
 # event type → the rows it folds into: (model, key column, payload field), for `prefetch`
 ROWS_OF = {
     **{t: ((WorkOrderFact, "ticket_id", "ticket_id"),) for t in TICKET_EVENTS},
-    "ticket.created": ((WorkOrderFact, "ticket_id", "ticket_id"), (CreatedWorkOrder, "ticket_id", "ticket_id")),
-    "ticket.completed": ((WorkOrderFact, "ticket_id", "ticket_id"), (CompletedWorkOrder, "ticket_id", "ticket_id")),
     **{f"service_request.{k}": ((ServiceRequestFact, "request_id", "request_id"),)
        for k in ("created", "converted", "closed")},
     "stock.moved": ((PartConsumption, "move_id", "move_id"),),

@@ -131,23 +131,32 @@ PEOPLE = ("completed", "assists", "on_site_s", "first_fix", "timed", "on_time", 
           "visits", "rated", "by_customer", "checked_in")
 
 
+# the person metrics' names of the PEOPLE measures (revenue_c and checked_in aside)
+_METRIC_OF = (("completed", "completed"), ("assists", "assists"), ("on_site_seconds", "on_site_s"),
+              ("first_time_fixed", "first_fix"), ("timed", "timed"), ("on_time", "on_time"),
+              ("settled", "settled"), ("satisfaction_sum", "sat_sum"), ("visits", "visits"), ("rated", "rated"),
+              ("by_customer", "by_customer"))
+
+
 def _metrics(row, ratings: list | None = None) -> dict:
+    """A person's (or team's) metrics from a row of PEOPLE sums (and its ratings rows); thousands of
+    rows per report: plain dict work only."""
+    values = row._mapping
     m = _person_metrics()
-    m.update({"completed": int(row.completed or 0), "assists": int(row.assists or 0),
-              "on_site_seconds": int(row.on_site_s or 0), "first_time_fixed": int(row.first_fix or 0),
-              "timed": int(row.timed or 0), "on_time": int(row.on_time or 0),
-              "revenue": from_cents(row.revenue_c), "settled": int(row.settled or 0),
-              "satisfaction_sum": int(row.sat_sum or 0), "visits": int(row.visits or 0),
-              "rated": int(row.rated or 0), "by_customer": int(row.by_customer or 0)})
-    for name, total, n in ratings or ():
-        kind, label = name.split(":", 1)
-        if not n:
-            continue
-        if kind == "s":
-            m["score_sums"][label] += int(total)
-            m["score_counts"][label] += int(n)
-        else:
-            m["tags"][label] += int(n)
+    for metric, measure_ in _METRIC_OF:
+        m[metric] = values[measure_] or 0
+    m["revenue"] = from_cents(values["revenue_c"])
+    if ratings:
+        sums_, counts, tags = m["score_sums"], m["score_counts"], m["tags"]
+        for name, total, n in ratings:
+            if not n:
+                continue
+            if name[0] == "s":
+                label = name[2:]
+                sums_[label] += total
+                counts[label] += n
+            else:
+                tags[name[2:]] += n
     return m
 
 
@@ -157,33 +166,55 @@ def _present(m: dict, assists: bool = True) -> bool:
 
 
 def _ratings_by(uow, tiling, group, f, period=None) -> dict:
+    """(period?, *group) → [(d2 "s:dimension" | "t:tag", sum, n)]. On PostgreSQL one row per key with
+    its ratings as three arrays (a month by day is tens of thousands of (key, label) rows: building a
+    result row for each cost more than the query)."""
     out = defaultdict(list)
-    for r in select(uow, "ratings", tiling, [*group, R.d2], ("sum", "n"), f, period=period):
-        key = tuple(getattr(r, c) for c in (["period"] if period else []) + [c.key for c in group])
-        out[key].append((r.d2, r.sum, r.n))
+    width = len(group) + (1 if period else 0)
+    stmt = rollups.statement(uow, "ratings", tiling, [*group, R.d2], ("sum", "n"), f, period=period)
+    if uow.session.get_bind().dialect.name == "postgresql":
+        inner = stmt.subquery()
+        keys = [inner.c[c.name] for c in stmt.selected_columns][:width]
+        # (untyped: psycopg2 gives lists already; SQLAlchemy's ARRAY would copy them element by element)
+        aggs = [sa.type_coerce(sa.func.array_agg(inner.c[c]), sa.types.NullType()) for c in ("d2", "sum", "n")]
+        for r in uow.session.connection().execute(sa.select(*keys, *aggs).group_by(*keys)):
+            out[tuple(r[:width])] = list(zip(*r[width:]))
+        return out
+    for r in uow.session.connection().execute(stmt):
+        r = tuple(r)
+        out[r[:width]].append(r[width:])
     return out
+
+
+def _by_key(uow, rows_t: Tiling, whole: Tiling, group, f, period: str) -> tuple[dict, dict]:
+    """PEOPLE metrics (with their ratings) per (period, key) over the rows' tiling and per key over the
+    whole window. Grouped by month both tilings are the same month rows: the whole window is then the
+    per-period metrics merged (exact: integer sums), not the same rows read again."""
+    column = group.key
+    ratings = _ratings_by(uow, rows_t, [group], f, period)
+    per = {(r.period, getattr(r, column)): _metrics(r, ratings.get((r.period, getattr(r, column))))
+           for r in select(uow, "people", rows_t, [group], PEOPLE, f, period=period)}
+    if rows_t.months is not None and rows_t.months == whole.months and rows_t.date_from == whole.date_from \
+            and rows_t.date_to == whole.date_to:
+        from .queries import _merge
+        grouped = defaultdict(list)
+        for (_, key), m in per.items():
+            grouped[key].append(m)
+        return per, {key: _merge(ms) for key, ms in grouped.items()}
+    ratings_all = _ratings_by(uow, whole, [group], f)
+    return per, {getattr(r, column): _metrics(r, ratings_all.get((getattr(r, column),)))
+                 for r in select(uow, "people", whole, [group], PEOPLE, f)}
 
 
 def personnel(uow: UnitOfWork, win: Window) -> dict:
     rows_t, whole = _tilings(win)
     f, q = _filters(win, "team_id"), win.q
     names = _names(uow, PersonFact, PersonFact.user_id)
-    ratings = _ratings_by(uow, rows_t, [R.d1], f, q.group_by)
-    per = {}
-    for r in select(uow, "people", rows_t, [R.d1], PEOPLE, f, period=q.group_by):
-        if r.d1:
-            m = _metrics(r, ratings.get((r.period, r.d1)))
-            if _present(m):
-                per[(r.period, r.d1)] = m
+    per_all, people_all = _by_key(uow, rows_t, whole, R.d1, f, q.group_by)
+    per = {k: m for k, m in per_all.items() if k[1] and _present(m)}
     rows = [{"period": p, "technician_id": t, "technician_name": names.get(t), **_person_figures(m)}
             for (p, t), m in sorted(per.items(), key=lambda kv: (kv[0][0], names.get(kv[0][1]) or "", kv[0][1]))]
-    ratings_all = _ratings_by(uow, whole, [R.d1], f)
-    people = {}
-    for r in select(uow, "people", whole, [R.d1], PEOPLE, f):
-        if r.d1:
-            m = _metrics(r, ratings_all.get((r.d1,)))
-            if _present(m):
-                people[r.d1] = m
+    people = {t: m for t, m in people_all.items() if t and _present(m)}
     from .queries import _merge
     technicians = [{"technician_id": t, "technician_name": names.get(t), **_person_figures(m)}
                    for t, m in sorted(people.items(), key=lambda kv: (-kv[1]["completed"], names.get(kv[0]) or "",
@@ -230,18 +261,9 @@ def satisfaction(uow: UnitOfWork, win: Window) -> dict:
     rows_t, whole = _tilings(win)
     f, q = _filters(win, "team_id"), win.q
     teams = _names(uow, TeamFact, TeamFact.team_id)
-    ratings = _ratings_by(uow, rows_t, [R.team], f, q.group_by)
-    per_period = {}
-    for r in select(uow, "people", rows_t, [R.team], PEOPLE, f, period=q.group_by):
-        m = _metrics(r, ratings.get((r.period, r.team)))
-        if m["visits"] or m["rated"]:
-            per_period[(r.period, _none(r.team))] = m
-    ratings_all = _ratings_by(uow, whole, [R.team], f)
-    per_team = {}
-    for r in select(uow, "people", whole, [R.team], PEOPLE, f):
-        m = _metrics(r, ratings_all.get((r.team,)))
-        if m["visits"] or m["rated"]:
-            per_team[_none(r.team)] = m
+    per_all, teams_all = _by_key(uow, rows_t, whole, R.team, f, q.group_by)
+    per_period = {(p, _none(t)): m for (p, t), m in per_all.items() if m["visits"] or m["rated"]}
+    per_team = {_none(t): m for t, m in teams_all.items() if m["visits"] or m["rated"]}
     return satisfaction_result(per_period, per_team, teams)
 
 
@@ -284,19 +306,20 @@ def customers(uow: UnitOfWork, win: Window) -> dict:
         sa.or_(CustomerFact.created_at.is_(None), CustomerFact.created_at < win.end))) or 0
     completed = rollups.measure("customers", "completed")
     period = rollups.period_expr(uow, R.period, q.group_by).label("period")
-    served = dict(uow.session.execute(
-        sa.select(period, sa.func.count(sa.distinct(R.d1))).where(R.rollup == "customers", rows_t.where(R),
-                                                                  completed > 0).group_by(period)).all())
-    served_total = uow.session.scalar(sa.select(sa.func.count(sa.distinct(R.d1))).where(
-        R.rollup == "customers", whole.where(R), completed > 0)) or 0
-
-    def top(measure: str, present: str):
-        amount, count = sa.func.sum(rollups.measure("customers", measure)), sa.func.sum(
-            rollups.measure("customers", present))
-        return uow.session.execute(
-            sa.select(R.d1, amount).where(R.rollup == "customers", whole.where(R)).group_by(R.d1)
-            .having(count > 0).order_by(amount.desc(), R.d1).limit(q.top)).all()
-    by_orders, by_revenue = top("completed", "completed"), top("revenue_c", "revenued")
+    # customers served per period: (period, customer) pairs grouped, then counted (a hash aggregate;
+    # COUNT(DISTINCT) sorts every row of the window)
+    pairs = sa.select(period, R.d1).where(R.tenant_id == uow.ctx.tenant_id, R.rollup == "customers",
+                                          rows_t.where(R), completed > 0).group_by(period, R.d1).subquery()
+    served = dict(uow.session.connection().execute(
+        sa.select(pairs.c.period, sa.func.count()).group_by(pairs.c.period)).all())
+    # one pass over the window's customers gives the served total and both top lists (their counts
+    # are never negative: a customer with a completion in the window has a positive sum)
+    per_customer = select(uow, "customers", whole, [R.d1], ("completed", "revenue_c", "revenued"))
+    served_total = sum(1 for c in per_customer if c.completed > 0)
+    by_orders = sorted(((c.d1, c.completed) for c in per_customer if c.completed > 0),
+                       key=lambda kv: (-kv[1], kv[0]))[:q.top]
+    by_revenue = sorted(((c.d1, c.revenue_c) for c in per_customer if c.revenued > 0),
+                        key=lambda kv: (-kv[1], kv[0]))[:q.top]
     ids = {c for c, _ in by_orders} | {c for c, _ in by_revenue}
     names = _customer_names(uow, ids)
     rows = [{"period": p, "new": new[p], "served": int(served.get(p, 0))} for p in win.periods()]
@@ -346,7 +369,7 @@ def spare_parts(uow: UnitOfWork, win: Window) -> dict:
     sections = {}
     for name, (dimension, key, names) in label.items():
         groups = [r for r in select(uow, "parts", whole, [R.d2], PARTS, {"d1": dimension}) if r.moves]
-        groups.sort(key=lambda r: (-from_cents(r.value_c), r.d2))
+        groups.sort(key=lambda r: (-r.value_c, r.d2))  # (cents: integers)
         sections[name] = [{key: _none(r.d2), **({"name": names.get(_none(r.d2))} if names else {}),
                            **_part_figures(r)} for r in groups]
     [t] = select(uow, "parts", whole, [], PARTS, {"d1": "part"})

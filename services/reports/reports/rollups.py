@@ -114,7 +114,7 @@ def millis(value) -> int:
 
 
 def from_cents(value) -> Decimal:
-    return (Decimal(int(value or 0)) / CENT).quantize(domain.CENT)
+    return Decimal(int(value or 0)).scaleb(-2)  # exact, two places (as quantize(CENT) of cents / 100)
 
 
 def from_millis(value) -> Decimal:
@@ -450,27 +450,39 @@ _CASTS = {sa.Date: "date", sa.BigInteger: "bigint", sa.Integer: "integer"}
 
 
 def _upsert_postgres(uow, table, rows, keys, measures, sparse) -> None:
-    """The rows travel as one JSON parameter that PostgreSQL unpacks (json_array_elements): a batch
-    writes thousands of rollup rows, and binding each value separately costs more than the write."""
+    """The rows travel as one JSON parameter that PostgreSQL unpacks (jsonb_array_elements): a batch
+    writes thousands of rollup rows, and binding each value separately costs more than the write.
+    jsonb, not json: json re-parses an element's text on every ->> (21 per row), jsonb indexes it."""
     import json
     key_columns = [table.c[k] for k in keys[1:]]
     values = [f"(r.v->>{i})::{_CASTS.get(type(c.type), 'text')}" for i, c in enumerate(key_columns)]
     n = len(key_columns)
+    updated = measures
     if sparse:
-        values += [f"coalesce((r.v->{n}->>'{m}')::integer, 0)" for m in measures]
+        # only the columns some row of the batch changes are read and updated (a batch's completions
+        # touch a few dozen of the 192 buckets); the others are inserted as 0 (no server default)
+        touched = set().union(*(row[-1] for row in rows))
+        updated = [m for m in measures if m in touched]
+        values += [f"coalesce((r.v->{n}->>'{m}')::integer, 0)" if m in touched else "0" for m in measures]
     else:
         values += [f"(r.v->>{n + i})::{_CASTS[type(table.c[m].type)]}" for i, m in enumerate(measures)]
     sql = (f"INSERT INTO {table.name} ({', '.join(keys + measures)}) "
-           f"SELECT %s::uuid, {', '.join(values)} FROM json_array_elements(%s::json) WITH ORDINALITY AS r(v, i) "
+           f"SELECT %s::uuid, {', '.join(values)} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS r(v, i) "
            f"ORDER BY r.i ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-           + ", ".join(f"{m} = {table.name}.{m} + EXCLUDED.{m}" for m in measures))
-    payload = json.dumps(rows, default=_iso, separators=(",", ":"), ensure_ascii=False)
+           + ", ".join(f"{m} = {table.name}.{m} + EXCLUDED.{m}" for m in updated))
+    payload = jsonb_text(json.dumps(rows, default=_iso, separators=(",", ":"), ensure_ascii=False))
     with uow.session.connection().connection.cursor() as cursor:
         cursor.execute(sql, (str(uow.ctx.tenant_id), payload))
 
 
 def _iso(value):
     return value.isoformat()
+
+
+def jsonb_text(payload: str) -> str:
+    """JSON text PostgreSQL's jsonb takes: it refuses the NUL character (\\u0000), which json allowed;
+    dropped (never meaningful in a name or a label)."""
+    return payload.replace("\\u0000", "") if "\\u0000" in payload else payload
 
 
 # -- keeping them ----------------------------------------------------------------------------------
@@ -525,10 +537,17 @@ class Tiling:
     def where(self, model):
         if self.months is None:
             return sa.and_(model.grain == "d", model.period.between(self.date_from, self.date_to))
+        # each part one range of the key (…, grain, period, …): the edges as their own day ranges, not
+        # every day row of the window filtered (a year would read 365 days of rows for none)
         first, last_month = self.months
-        edges = sa.or_(model.period < first, model.period > _next_month(last_month) - dt.timedelta(days=1))
-        return sa.or_(sa.and_(model.grain == "m", model.period.between(first, last_month)),
-                      sa.and_(model.grain == "d", model.period.between(self.date_from, self.date_to), edges))
+        last = _next_month(last_month) - dt.timedelta(days=1)
+        parts = [sa.and_(model.grain == "m", model.period.between(first, last_month))]
+        if self.date_from < first:
+            parts.append(sa.and_(model.grain == "d",
+                                 model.period.between(self.date_from, first - dt.timedelta(days=1))))
+        if self.date_to > last:
+            parts.append(sa.and_(model.grain == "d", model.period.between(last + dt.timedelta(days=1), self.date_to)))
+        return sa.or_(*parts) if len(parts) > 1 else parts[0]
 
 
 def _next_month(day: dt.date) -> dt.date:
@@ -553,30 +572,49 @@ def measure(rollup: str, name: str):
     return getattr(Rollup, f"m{INDEX[rollup][name]}")
 
 
+def total(column):
+    """SUM of an integer column as an integer (PostgreSQL's SUM(bigint) is numeric: a Decimal per cell)."""
+    return sa.cast(sa.func.sum(column), sa.BigInteger)
+
+
 def sums(rollup: str, *names: str):
-    return [sa.func.sum(measure(rollup, n)).label(n) for n in names]
+    return [total(measure(rollup, n)).label(n) for n in names]
+
+
+def _rows(uow: UnitOfWork, model, stmt):
+    """Run a select of plain columns as Core, scoped to the company explicitly: the ORM's row
+    loading (and its tenant criteria, added here by hand) costs more than the query on the
+    thousands of rollup rows a report reads."""
+    return uow.session.connection().execute(stmt.where(model.tenant_id == uow.ctx.tenant_id)).all()
 
 
 def select(uow: UnitOfWork, rollup: str, tiling: Tiling, group: list, names, filters: dict | None = None,
            period: str | None = None):
     """SUM of the named measures of one rollup over a tiling, grouped by `group` columns (and the
     period of `period` grouping, labelled `period`), with equality filters on key columns."""
+    return uow.session.connection().execute(statement(uow, rollup, tiling, group, names, filters, period)).all()
+
+
+def statement(uow: UnitOfWork, rollup: str, tiling: Tiling, group: list, names, filters: dict | None = None,
+              period: str | None = None):
+    """The statement of `select` (tenant-scoped explicitly: it runs as Core, see `_rows`)."""
     columns = list(group)
     if period:
         columns = [period_expr(uow, Rollup.period, period).label("period")] + columns
-    stmt = sa.select(*columns, *sums(rollup, *names)).where(Rollup.rollup == rollup, tiling.where(Rollup))
+    stmt = sa.select(*columns, *sums(rollup, *names)).where(Rollup.tenant_id == uow.ctx.tenant_id,
+                                                            Rollup.rollup == rollup, tiling.where(Rollup))
     for column, value in (filters or {}).items():
         stmt = stmt.where(getattr(Rollup, column) == value)
     if columns:
         stmt = stmt.group_by(*columns)
-    return uow.session.execute(stmt).all()
+    return stmt
 
 
 def histograms(uow: UnitOfWork, tiling: Tiling, filters: dict, period: str | None) -> dict:
     """Bucket counts per timing measure, per period (None: the whole window)."""
     H = TimingHistogram
     names = [f"{m}{i}" for m in TIMING_MEASURES for i in range(HISTOGRAM_BUCKETS)]
-    columns = [sa.func.sum(getattr(H, n)) for n in names]
+    columns = [total(getattr(H, n)) for n in names]
     group = [period_expr(uow, H.period, period)] if period else []
     stmt = sa.select(*group, *columns).where(tiling.where(H))
     for column, value in filters.items():
@@ -584,7 +622,7 @@ def histograms(uow: UnitOfWork, tiling: Tiling, filters: dict, period: str | Non
     if group:
         stmt = stmt.group_by(*group)
     out = {}
-    for row in uow.session.execute(stmt):
+    for row in _rows(uow, H, stmt):
         key = row[0] if period else None
         values = [int(v or 0) for v in (row[1:] if period else row)]
         out[key] = {m: values[i * HISTOGRAM_BUCKETS:(i + 1) * HISTOGRAM_BUCKETS] for i, m in enumerate(TIMING_MEASURES)}

@@ -198,3 +198,23 @@ def test_only_an_admin_may_rebuild(db):
     from svc_common.errors import Forbidden
     with pytest.raises(Forbidden):
         service(db, context(role="dispatcher"), method="rpc").start_rebuild()
+
+
+def test_a_reopened_order_in_one_batch_and_across_batches_keeps_its_latest_completion(db):
+    """The first read models are written as one upsert per batch: the latest completion wins within
+    a batch (whatever the order) and across batches (an earlier one arriving later changes nothing)."""
+    from reports import handlers
+    from svc_common.contracts import EventEnvelope
+    tenant, ticket = uuid.uuid4(), uuid.uuid4()
+    first = [completed(tenant, "2026-11-23T05:00:00+00:00", TECH_B, ticket),
+             completed(tenant, "2026-11-21T05:00:00+00:00", TECH_A, ticket), created(tenant, "2026-11-20T05:00:00+00:00", ticket)]
+    later = [completed(tenant, "2026-11-22T05:00:00+00:00", TECH_A, ticket),
+             created(tenant, "2026-11-20T06:00:00+00:00", ticket, number="WO000002")]
+    for batch in (first, later):
+        with uow(db, context(tenant)) as u:
+            handlers.ingest(u, [EventEnvelope.model_validate(e) for e in batch])
+    reports = service(db, context(tenant))
+    assert reports.technician_daily("2026-11-20", "2026-11-24") == {"rows": [row("2026-11-23", TECH_B, 1)],
+                                                                    "total_completed": 1}
+    summary = reports.work_order_summary("2026-11-20", "2026-11-20")
+    assert (summary["total_created"], summary["total_completed"]) == (1, 0)
