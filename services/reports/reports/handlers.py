@@ -13,7 +13,7 @@ from svc_common.db import Database, insert_if_absent, new_id, utcnow
 from svc_common.errors import Conflict, NotFound
 from svc_common.uow import UnitOfWork
 
-from . import domain, exports, projections, queries, rollups
+from . import domain, exports, projections, queries, rollup_queries, rollups
 from .models import CompletedWorkOrder, CreatedWorkOrder, EventArchive, RebuildJob, ReportSettings, TenantState
 
 from .schemas import DashboardIn, DateRangeIn, ReportQuery, ReportSettingsIn, TechnicianDailyIn
@@ -397,14 +397,17 @@ def update_report_settings(uow: UnitOfWork, data: ReportSettingsIn) -> tuple[dic
 def compute_report(uow: UnitOfWork, report: str, query: ReportQuery,
                    path: str | None = None) -> tuple[dict, queries.Window]:
     """Every row of a report (unpaged), in the query's zone or else the tenant's. `path` forces the
-    rows or the rollups (tests, benchmarks); by default each report picks (queries.use_rollups)."""
+    rows or the rollups (tests, benchmarks); by default each report picks (queries.use_rollups).
+    The rows are a sequence: a report may build them only when read (rollup_queries.LazyRows)."""
     settings = report_settings(uow)
     window = queries.Window(query, query.tz or settings["time_zone"], path)
     if report == "performance":
         result = queries.REPORTS[report](uow, window, settings["performance_weights"])
     else:
         result = queries.REPORTS[report](uow, window)
-    result["columns"] = exports.columns_of(result["rows"])
+    rows = result["rows"]
+    # (lazy rows share their keys: the first one tells the columns without building the others)
+    result["columns"] = exports.columns_of(rows[:1] if isinstance(rows, rollup_queries.LazyRows) else rows)
     return result, window
 
 
@@ -413,7 +416,7 @@ def run_report(uow: UnitOfWork, report: str, query: ReportQuery, paged: bool = T
     rows = result["rows"]
     return {**result, "report": report, "date_from": query.date_from, "date_to": query.date_to,
             "tz": window.zone.key, "group_by": query.group_by, "total": len(rows),
-            "rows": rows[query.offset:query.offset + query.limit] if paged else rows,
+            "rows": rows[query.offset:query.offset + query.limit] if paged else list(rows),
             "offset": query.offset, "limit": query.limit}
 
 

@@ -5,6 +5,7 @@ the tests run every report both ways and compare.
 """
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Sequence
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -141,7 +142,11 @@ _METRIC_OF = (("completed", "completed"), ("assists", "assists"), ("on_site_seco
 def _metrics(row, ratings: list | None = None) -> dict:
     """A person's (or team's) metrics from a row of PEOPLE sums (and its ratings rows); thousands of
     rows per report: plain dict work only."""
-    values = row._mapping
+    return _metrics_of(row._mapping, ratings)
+
+
+def _metrics_of(values, ratings: list | None = None) -> dict:
+    """`_metrics` from a mapping of the PEOPLE measures."""
     m = _person_metrics()
     for metric, measure_ in _METRIC_OF:
         m[metric] = values[measure_] or 0
@@ -206,14 +211,70 @@ def _by_key(uow, rows_t: Tiling, whole: Tiling, group, f, period: str) -> tuple[
                  for r in select(uow, "people", whole, [group], PEOPLE, f)}
 
 
+class LazyRows(Sequence):
+    """A report's rows built when read: a page (a slice) builds only its own rows. A month of
+    personnel by day is thousands of rows, a page shows 100; exports iterate and build them all
+    (once: the built rows are kept)."""
+    __hash__ = None
+
+    def __init__(self, items: list, build):
+        self._items, self._build, self._all = items, build, None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):
+        if self._all is not None:
+            return self._all[i]
+        if isinstance(i, slice):
+            return [self._build(item) for item in self._items[i]]
+        return self._build(self._items[i])
+
+    def __iter__(self):
+        if self._all is None:
+            self._all = [self._build(item) for item in self._items]
+        return iter(self._all)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+
+def _present_row(r) -> bool:
+    """`_present` on a row of PEOPLE sums, without building its metrics."""
+    return bool(r.completed or r.assists or r.settled or r.visits or r.rated)
+
+
 def personnel(uow: UnitOfWork, win: Window) -> dict:
     rows_t, whole = _tilings(win)
     f, q = _filters(win, "team_id"), win.q
     names = _names(uow, PersonFact, PersonFact.user_id)
-    per_all, people_all = _by_key(uow, rows_t, whole, R.d1, f, q.group_by)
-    per = {k: m for k, m in per_all.items() if k[1] and _present(m)}
-    rows = [{"period": p, "technician_id": t, "technician_name": names.get(t), **_person_figures(m)}
-            for (p, t), m in sorted(per.items(), key=lambda kv: (kv[0][0], names.get(kv[0][1]) or "", kv[0][1]))]
+    grouped = select(uow, "people", rows_t, [R.d1], PEOPLE, f, period=q.group_by)
+    ratings = _ratings_by(uow, rows_t, [R.d1], f, q.group_by)
+    kept = [(r.period, r.d1, r) for r in grouped if r.d1 and _present_row(r)]
+    # by period, then name and id: each technician's place computed once, not per row
+    place = {t: i for i, t in enumerate(sorted({k[1] for k in kept}, key=lambda t: (names.get(t) or "", t)))}
+    kept.sort(key=lambda k: (k[0], place[k[1]]))
+
+    def build(item) -> dict:
+        p, t, r = item
+        return {"period": p, "technician_id": t, "technician_name": names.get(t),
+                **_person_figures(_metrics(r, ratings.get((p, t))))}
+    rows = LazyRows(kept, build)
+    if rows_t.months is not None and rows_t.months == whole.months and rows_t.date_from == whole.date_from \
+            and rows_t.date_to == whole.date_to:
+        # grouped by month the rows' tiling is the whole window's: each technician's sums are its
+        # rows' (integers: exact), not the same rollup rows read again
+        sums, merged = defaultdict(lambda: dict.fromkeys(PEOPLE, 0)), defaultdict(list)
+        for r in grouped:
+            acc = sums[r.d1]
+            for name, value in r._mapping.items():
+                if name in acc and value:
+                    acc[name] += value
+            merged[r.d1].extend(ratings.get((r.period, r.d1), ()))
+        people_all = {t: _metrics_of(v, merged[t]) for t, v in sums.items()}
+    else:
+        ratings_all = _ratings_by(uow, whole, [R.d1], f)
+        people_all = {r.d1: _metrics(r, ratings_all.get((r.d1,))) for r in select(uow, "people", whole, [R.d1], PEOPLE, f)}
     people = {t: m for t, m in people_all.items() if t and _present(m)}
     from .queries import _merge
     technicians = [{"technician_id": t, "technician_name": names.get(t), **_person_figures(m)}
@@ -296,7 +357,7 @@ def revenue(uow: UnitOfWork, win: Window) -> dict:
 # -- 客户报表 ---------------------------------------------------------------------------------
 
 def customers(uow: UnitOfWork, win: Window) -> dict:
-    rows_t, whole = _tilings(win)
+    rows_t, _ = _tilings(win)
     q = win.q
     new = defaultdict(int)
     for created in uow.session.scalars(sa.select(CustomerFact.created_at).where(
@@ -304,17 +365,31 @@ def customers(uow: UnitOfWork, win: Window) -> dict:
         new[win.bucket(created)] += 1
     total = uow.session.scalar(sa.select(sa.func.count()).select_from(CustomerFact).where(
         sa.or_(CustomerFact.created_at.is_(None), CustomerFact.created_at < win.end))) or 0
-    completed = rollups.measure("customers", "completed")
     period = rollups.period_expr(uow, R.period, q.group_by).label("period")
-    # customers served per period: (period, customer) pairs grouped, then counted (a hash aggregate;
-    # COUNT(DISTINCT) sorts every row of the window)
-    pairs = sa.select(period, R.d1).where(R.tenant_id == uow.ctx.tenant_id, R.rollup == "customers",
-                                          rows_t.where(R), completed > 0).group_by(period, R.d1).subquery()
-    served = dict(uow.session.connection().execute(
-        sa.select(pairs.c.period, sa.func.count()).group_by(pairs.c.period)).all())
-    # one pass over the window's customers gives the served total and both top lists (their counts
-    # are never negative: a customer with a completion in the window has a positive sum)
-    per_customer = select(uow, "customers", whole, [R.d1], ("completed", "revenue_c", "revenued"))
+    # one scan of the rows' tiling (it covers the window as the whole one does): per (period,
+    # customer) sums, then both the customers served per period (pairs counted: a hash aggregate;
+    # COUNT(DISTINCT) sorts every row) and the per-customer sums of the window (top lists, served
+    # total) from them, instead of two scans of tens of thousands of rollup rows
+    where = (R.tenant_id == uow.ctx.tenant_id, R.rollup == "customers", rows_t.where(R))
+    if q.group_by == "day" or (q.group_by == "month" and rows_t.months is not None and not _edge_days(rows_t)):
+        # a rollup row is already one (period, customer): day rows by day, whole months by month
+        per = sa.select(period, R.d1, *[rollups.measure("customers", n).label(n) for n in (
+            "completed", "revenue_c", "revenued")]).where(*where).cte("per")
+    else:
+        per = sa.select(period, R.d1, *rollups.sums("customers", "completed", "revenue_c", "revenued")).where(
+            *where).group_by(period, R.d1).cte("per")
+    served_q = sa.select(per.c.period, sa.null().label("d1"), sa.func.count().label("completed"),
+                         sa.null().label("revenue_c"), sa.null().label("revenued")).where(
+        per.c.completed > 0).group_by(per.c.period)
+    customers_q = sa.select(sa.null(), per.c.d1, *[rollups.total(per.c[n]) for n in ("completed", "revenue_c",
+                                                                                     "revenued")]).group_by(per.c.d1)
+    served, per_customer = {}, []
+    for r in uow.session.connection().execute(sa.union_all(served_q, customers_q)):
+        if r.d1 is None:
+            served[r.period] = r.completed
+        else:
+            per_customer.append(r)
+    # (a customer's counts are never negative: one with a completion in the window has a positive sum)
     served_total = sum(1 for c in per_customer if c.completed > 0)
     by_orders = sorted(((c.d1, c.completed) for c in per_customer if c.completed > 0),
                        key=lambda kv: (-kv[1], kv[0]))[:q.top]
@@ -330,6 +405,12 @@ def customers(uow: UnitOfWork, win: Window) -> dict:
                                   for c, v in by_orders],
                 "top_by_revenue": [{"customer_id": c, "customer_name": names.get(c),
                                     "revenue": domain.money(from_cents(v))} for c, v in by_revenue]}}
+
+
+def _edge_days(tiling: Tiling) -> bool:
+    """Whether a tiling of whole months also reads day rows at its edges."""
+    first, last_month = tiling.months
+    return tiling.date_from < first or tiling.date_to > rollups._next_month(last_month) - dt.timedelta(days=1)
 
 
 def _customer_names(uow: UnitOfWork, ids: set) -> dict:
@@ -360,9 +441,10 @@ def _part_figures(r) -> dict:
 def spare_parts(uow: UnitOfWork, win: Window) -> dict:
     rows_t, whole = _tilings(win)
     q = win.q
-    rows = [{"period": r.period, "part_id": r.d2, **_part_figures(r)}
-            for r in sorted(select(uow, "parts", rows_t, [R.d2], PARTS, {"d1": "part"}, period=q.group_by),
-                            key=lambda r: (r.period, r.d2)) if r.moves]
+    # (a part and period per row: thousands; a page builds its own, see LazyRows)
+    rows = LazyRows(sorted((r for r in select(uow, "parts", rows_t, [R.d2], PARTS, {"d1": "part"}, period=q.group_by)
+                            if r.moves), key=lambda r: (r.period, r.d2)),
+                    lambda r: {"period": r.period, "part_id": r.d2, **_part_figures(r)})
     people, customers_ = _names(uow, PersonFact, PersonFact.user_id), _names(uow, CustomerFact, CustomerFact.customer_id)
     label = {"by_warehouse": ("warehouse", "warehouse_id", {}), "by_technician": ("technician", "technician_id", people),
              "by_customer": ("customer", "customer_id", customers_)}

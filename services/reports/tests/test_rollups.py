@@ -214,6 +214,20 @@ def test_a_random_year_reads_the_same_from_the_rollups(random_year, query):
     assert_same(random_year, TENANT, **query)
 
 
+@pytest.mark.parametrize("period", [{"date_from": "2026-06-01", "date_to": "2026-06-30"},
+                                    {"date_from": "2026-01-01", "date_to": "2026-12-31", "group_by": "month"}])
+def test_a_page_of_personnel_is_the_slice_of_all_its_rows(random_year, period):
+    # the rollups build only the page's rows (rollup_queries.LazyRows): the same rows, totals and sections
+    for path in ("facts", "rollups"):
+        with UnitOfWork(random_year, system_context(TENANT)) as uow:
+            whole = handlers.run_report(uow, "personnel", ReportQuery(**period), paged=False, path=path)
+            page = handlers.run_report(uow, "personnel", ReportQuery(**period, offset=4, limit=4), path=path)
+        assert len(whole["rows"]) > 8, path
+        assert page["rows"] == whole["rows"][4:8] and page["total"] == len(whole["rows"])
+        assert (page["totals"], page["sections"], page["columns"]) == (whole["totals"], whole["sections"],
+                                                                       whole["columns"])
+
+
 def test_the_dashboard_reads_the_same_from_the_rollups(random_year):
     for now in (dt.datetime(2026, 3, 15, 6, tzinfo=dt.timezone.utc), dt.datetime(2026, 11, 30, 20, tzinfo=dt.timezone.utc)):  # Dec 1st local
         for team in (None, TEAMS[2]):
