@@ -475,6 +475,11 @@ def performance(uow: UnitOfWork, win: Window, weights: dict) -> dict:
     by_tech = _accumulate(facts, win, lambda o, at, who=None: [str(who or o.technician_id)]
                           if (who or o.technician_id) else [])
     by_team = _accumulate(facts, win, lambda o, at, who=None: [str(o.team_id)] if o.team_id and not who else [])
+    return performance_ranking(by_tech, by_team, weights, people, teams)
+
+
+def performance_ranking(by_tech: dict, by_team: dict, weights: dict, people: dict, teams: dict) -> dict:
+    """Scores and ranks per technician and per team from their summed figures (rows or rollups)."""
     tech_metrics = {t: _performance_metrics(m) for t, m in by_tech.items()}
     team_metrics = {t: _performance_metrics(m) for t, m in by_team.items()}
     tech_scores, team_scores = domain.scores(tech_metrics, weights), domain.scores(team_metrics, weights)

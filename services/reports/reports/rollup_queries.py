@@ -20,7 +20,7 @@ from .queries import (
     W,
     _minutes,
     _names,
-    _performance_metrics,
+    performance_ranking,
     _person_figures,
     _person_metrics,
     dashboard as facts_dashboard,
@@ -294,17 +294,7 @@ def performance(uow: UnitOfWork, win: Window, weights: dict) -> dict:
         if r.d1 and _present(m):
             by_tech[r.d1] = m
     by_team = _team_metrics(uow, whole, f)
-    tech_metrics = {t: _performance_metrics(m) for t, m in by_tech.items()}
-    team_metrics = {t: _performance_metrics(m) for t, m in by_team.items()}
-    tech_scores, team_scores = domain.scores(tech_metrics, weights), domain.scores(team_metrics, weights)
-
-    def ranked(metrics, scores_, key, names):
-        order = sorted(metrics, key=lambda s: (-scores_[s], names.get(s) or "", s))
-        return [{"rank": i + 1, key: s, "name": names.get(s), "score": scores_[s], **metrics[s]}
-                for i, s in enumerate(order)]
-    rows = ranked(tech_metrics, tech_scores, "technician_id", people_names)
-    return {"rows": rows, "totals": {"technicians": len(rows), "weights": weights},
-            "sections": {"teams": ranked(team_metrics, team_scores, "team_id", teams)}}
+    return performance_ranking(by_tech, by_team, weights, people_names, teams)
 
 
 def _team_metrics(uow: UnitOfWork, whole: Tiling, f: dict) -> dict:
