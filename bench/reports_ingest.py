@@ -59,6 +59,7 @@ from svc_common.context import system_context  # noqa: E402
 from svc_common.contracts import EventEnvelope  # noqa: E402
 from svc_common.db import Database  # noqa: E402
 from svc_common.migrate import upgrade  # noqa: E402
+from svc_common.startup import freeze_startup_objects  # noqa: E402
 from svc_common.uow import UnitOfWork  # noqa: E402
 
 TENANT = uuid.uuid4()
@@ -345,6 +346,7 @@ def p95(samples: list[float]) -> float:
 
 def queries(db: Database, repeat: int) -> None:
     Statistics(db).maybe(0, force=True)
+    freeze_startup_objects()  # as the service process does once started (svc_common/runner.py)
     ranges = {"month": ("2026-06-01", "2026-06-30", "day"), "year": ("2026-01-01", "2026-12-31", "month")}
     print(f"{'report':<16}{'month p95 ms':>14}{'year p95 ms':>14}   (median CPU ms of this process, month / year; "
           "median wall ms, month / year)")

@@ -17,6 +17,7 @@ from svc_common.metrics import HTTP_LATENCY
 from svc_common.outbox import OutboxRelay
 from svc_common.rpc_client import RpcClient
 from svc_common.settings import get_settings
+from svc_common.startup import freeze_startup_objects
 
 from . import portal, problems
 from .api_keys import ApiKeyCache
@@ -44,6 +45,7 @@ async def lifespan(app: FastAPI):
                                        retry=retry_if_exception_type(OSError)):
         with attempt:  # the broker may still be starting (compose, k8s)
             await app.state.rpc.connect()
+    freeze_startup_objects()  # what is loaded now lives as long as the process: out of the GC's walks
     # The accounts outbox (user.* events) is published by a relay thread beside the app.
     relay = OutboxRelay(app.state.db, settings.amqp_uri, "gateway", poll_seconds=settings.outbox_poll_seconds)
     stopping = threading.Event()

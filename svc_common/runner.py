@@ -25,6 +25,7 @@ from .logging import configure_logging  # noqa: E402
 from .metrics import serve_http  # noqa: E402
 from .service_classes import SERVICES, load_service_class  # noqa: E402,F401
 from .settings import get_settings  # noqa: E402
+from .startup import freeze_startup_objects  # noqa: E402
 
 log = logging.getLogger("svc_common.runner")
 
@@ -63,6 +64,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     runner.start()
+    freeze_startup_objects()
     serve_http(settings.metrics_port, ready)
     log.info("service started", extra={"metrics_port": settings.metrics_port})
     runnlet = eventlet.spawn(runner.wait)
