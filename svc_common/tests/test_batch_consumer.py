@@ -8,7 +8,6 @@ event goes alone through retry → dead-letter while every other event is handle
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +22,7 @@ from svc_common.metrics import EVENTS_CONSUMED
 from svc_common.tests.batch_probe_service import PLATFORM, Base, BatchProbeService, Seen, record
 from svc_common.testing import context, sqlite_database
 from svc_common.uow import UnitOfWork
+from tests.api import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "evt-probe-probe.happened--batchprobe.handle"
@@ -173,17 +173,6 @@ def amqp_uri():
     servers.delete_vhost(vhost)
 
 
-def wait_for(check, timeout=60, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {check}")
-        time.sleep(interval)
-
-
 def queue_exists(uri, name) -> bool:
     with kombu.Connection(uri) as conn:
         try:
@@ -218,7 +207,7 @@ def test_batches_on_rabbitmq_and_a_poison_event_goes_alone_to_the_dead_letter_qu
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     tenant = uuid.uuid4()
     try:
-        wait_for(lambda: queue_exists(amqp_uri, QUEUE))
+        eventually(lambda: queue_exists(amqp_uri, QUEUE), timeout=60)
         events = [envelope(tenant, n, poison=(n == 37)) for n in range(100)]
         with kombu.Connection(amqp_uri, transport_options={"confirm_publish": True}) as conn:
             producer = kombu.Producer(conn.channel())
@@ -228,8 +217,8 @@ def test_batches_on_rabbitmq_and_a_poison_event_goes_alone_to_the_dead_letter_qu
                                  delivery_mode=2, declare=[exchange])
         from svc_common.db import Database
         db = Database(f"sqlite:///{database}", PLATFORM)
-        handled = wait_for(lambda: len(seen(db)) == 99 and seen(db))
-        dead = wait_for(lambda: parked(amqp_uri), timeout=30)
+        handled = eventually(lambda: len(seen(db)) == 99 and seen(db), timeout=60)
+        dead = eventually(lambda: parked(amqp_uri), timeout=30)
         assert [(p["data"]["n"], h["x-attempt"]) for p, h in dead] == [(37, 3)]  # first try and two retries
         assert "poison event 37" in dead[0][1]["x-last-error"]
         assert sorted(n for _, n in handled) == [n for n in range(100) if n != 37]
