@@ -5,6 +5,8 @@ on TEST_AMQP_URI (default guest/guest on 127.0.0.1:5672). Each run gets its own 
 its own vhost (devstack.ephemeral). A missing server fails the run with the command that
 starts it; it never skips.
 """
+from contextlib import contextmanager
+
 import pytest
 
 from devstack import ephemeral
@@ -28,8 +30,23 @@ def require_rabbitmq() -> None:
                     pytrace=False)
 
 
+@contextmanager
+def scratch_database(name: str, metadata, tables):
+    """A fresh PostgreSQL database with `metadata`'s tables (create_all, not migrations), dropped after."""
+    from svc_common.db import Database
+    require_postgres()
+    dbs = create_databases([name])
+    db = Database(dbs.url(name), tables)
+    try:
+        metadata.create_all(db.engine)
+        yield db
+    finally:
+        db.dispose()
+        drop_databases(dbs)
+
+
 create_databases = ephemeral.create_databases
 drop_databases = ephemeral.drop_databases
 isolated_vhost = ephemeral.isolated_vhost
-__all__ = ["require_postgres", "require_rabbitmq", "create_databases", "drop_databases", "isolated_vhost",
+__all__ = ["require_postgres", "require_rabbitmq", "scratch_database", "create_databases", "drop_databases", "isolated_vhost",
            "delete_vhost"]

@@ -45,13 +45,8 @@ def test_a_quiet_series_reserves_one_number_and_a_busy_one_a_quarter_second_of_t
 
 @pytest.fixture(scope="module")
 def pg_db():
-    servers.require_postgres()
-    dbs = servers.create_databases(["relay"])
-    database = Database(dbs.url("relay"), PLATFORM)
-    Base.metadata.create_all(database.engine)
-    yield database
-    database.dispose()
-    servers.drop_databases(dbs)
+    with servers.scratch_database("relay", Base.metadata, PLATFORM) as db:
+        yield db
 
 
 @pytest.fixture

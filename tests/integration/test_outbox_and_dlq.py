@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from customers.models import PLATFORM, Base
 from devstack.stack import PYTHONPATH, ROOT
 from svc_common import dlq
-from svc_common.db import Database
 from svc_common.outbox import OutboxRelay
 from svc_common.testing import context
 from svc_common.uow import UnitOfWork
@@ -25,13 +24,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def pg_db():
-    servers.require_postgres()
-    dbs = servers.create_databases(["outbox"])
-    db = Database(dbs.url("outbox"), PLATFORM)
-    Base.metadata.create_all(db.engine)
-    yield db
-    db.dispose()
-    servers.drop_databases(dbs)
+    with servers.scratch_database("outbox", Base.metadata, PLATFORM) as db:
+        yield db
 
 
 def drain(uri: str, queue: kombu.Queue, expected: int, timeout: float = 10) -> list[dict]:
