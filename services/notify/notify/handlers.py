@@ -24,6 +24,7 @@ from typing import Callable
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from cachetools import TTLCache
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -125,9 +126,11 @@ def upsert_team(uow: UnitOfWork, event: EventEnvelope) -> None:
 
 # A tenant's whole notification configuration is read once per CONFIG_TTL per process rather
 # than on every event (the fan-out's hot path). A change made through this process takes effect
-# at once; one made through another instance within CONFIG_TTL seconds.
+# at once; one made through another instance within CONFIG_TTL seconds. (The caches are touched
+# only by the service's green threads, between yields: no lock.)
 CONFIG_TTL = notify_settings().config_ttl_seconds
-_config_cache: dict[tuple[int, uuid.UUID], tuple[float, "TenantConfig"]] = {}
+CACHED_TENANTS, CACHED_USERS = 10_000, 200_000  # per process; the least recently used go first
+_config_cache: TTLCache = TTLCache(maxsize=CACHED_TENANTS, ttl=CONFIG_TTL)  # (db, tenant) → TenantConfig
 
 
 @dataclass
@@ -149,9 +152,9 @@ class TenantConfig:
 
 def tenant_config(uow: UnitOfWork) -> TenantConfig:
     key = (id(uow.db), uow.ctx.tenant_id)
-    cached = _config_cache.get(key)
-    if cached and cached[0] > time.monotonic():
-        return cached[1]
+    config = _config_cache.get(key)
+    if config is not None:
+        return config
     config = TenantConfig(
         settings=tenant_settings(uow),
         rules={r.event_type: {"recipients": r.recipients, "channels": r.channels, "urgent": r.urgent,
@@ -160,7 +163,7 @@ def tenant_config(uow: UnitOfWork) -> TenantConfig:
                    for c in uow.session.scalars(sa.select(ProviderConfig).where(ProviderConfig.enabled.is_(True)))},
         templates={(t.event_type, t.channel, t.locale): t.parts for t in uow.session.scalars(sa.select(TemplateOverride))},
     )
-    _config_cache[key] = (time.monotonic() + CONFIG_TTL, config)
+    _config_cache[key] = config
     return config
 
 
@@ -198,8 +201,7 @@ class Target:
 # would read them again for every event): a user.* event or saved preferences handled by this
 # process take effect at once, by another instance within CONFIG_TTL seconds. Users the replica
 # does not know yet are not cached, so their user.created is seen at once.
-_user_cache: dict[tuple[int, uuid.UUID, uuid.UUID], tuple[float, Target, bool]] = {}
-_USER_CACHE_MAX = 200_000
+_user_cache: TTLCache = TTLCache(maxsize=CACHED_USERS, ttl=CONFIG_TTL)  # (db, tenant, user) → (Target, active)
 
 
 def _user_key(uow: UnitOfWork, user_id: uuid.UUID) -> tuple[int, uuid.UUID, uuid.UUID]:
@@ -212,21 +214,18 @@ def _forget_user(uow: UnitOfWork, user_id: uuid.UUID) -> None:
 
 def _known_users(uow: UnitOfWork, ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[Target, bool]]:
     """user id → (target, active), from the cache or (for the others) two queries."""
-    clock = time.monotonic()
     found: dict[uuid.UUID, tuple[Target, bool]] = {}
     missing = []
     for user_id in dict.fromkeys(ids):
         cached = _user_cache.get(_user_key(uow, user_id))
-        if cached is not None and cached[0] > clock:
-            found[user_id] = cached[1:]
+        if cached is not None:
+            found[user_id] = cached
         else:
             missing.append(user_id)
     if not missing:
         return found
     known = {u.user_id: u for u in uow.session.scalars(sa.select(UserReplica).where(UserReplica.user_id.in_(missing)))}
     prefs = {p.user_id: p for p in uow.session.scalars(sa.select(UserPreference).where(UserPreference.user_id.in_(missing)))}
-    if len(_user_cache) > _USER_CACHE_MAX:
-        _user_cache.clear()
     for user_id in missing:
         user, pref = known.get(user_id), prefs.get(user_id)
         target = Target(user_id=user_id, name=user.name if user else None, phone=user.phone if user else None,
@@ -236,7 +235,7 @@ def _known_users(uow: UnitOfWork, ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple
                         locale=pref.locale if pref else None)
         found[user_id] = (target, user.active if user else True)
         if user is not None:
-            _user_cache[_user_key(uow, user_id)] = (clock + CONFIG_TTL, target, user.active)
+            _user_cache[_user_key(uow, user_id)] = (target, user.active)
     return found
 
 
