@@ -84,7 +84,7 @@ class ApiKeyCache:
     """Valid keys by token digest, re-read after `recheck_seconds` so a revoked or expired key stops
     working within that time on every replica, without a database read per request."""
 
-    def __init__(self, recheck_seconds: float, max_keys: int = 100_000):
+    def __init__(self, recheck_seconds: float, max_keys: int):
         self._entries: TTLCache = TTLCache(maxsize=max_keys, ttl=recheck_seconds)
         self._lock = threading.Lock()  # TTLCache is not thread-safe
 

@@ -21,7 +21,7 @@ from svc_common.startup import freeze_startup_objects
 
 from . import portal, problems
 from .api_keys import ApiKeyCache
-from .auth import AccountCheck, principal_from_token
+from .auth import CACHED_ACCOUNTS, AccountCheck, principal_from_token
 from .idempotency import IdempotencyMiddleware
 from .rate_limit import RateLimitMiddleware
 from .models import PLATFORM
@@ -39,7 +39,7 @@ async def lifespan(app: FastAPI):
     get_gateway_settings()  # fail fast on a missing JWT_SECRET
     app.state.db = Database(settings.database_url, PLATFORM)
     app.state.account_check = AccountCheck(get_gateway_settings().account_recheck_seconds)
-    app.state.api_keys = ApiKeyCache(get_gateway_settings().account_recheck_seconds)
+    app.state.api_keys = ApiKeyCache(get_gateway_settings().account_recheck_seconds, max_keys=CACHED_ACCOUNTS)
     app.state.rpc = RpcClient(settings.amqp_uri, timeout=settings.rpc_timeout_seconds)
     async for attempt in AsyncRetrying(stop=stop_after_delay(60), wait=wait_fixed(1), reraise=True,
                                        retry=retry_if_exception_type(OSError)):

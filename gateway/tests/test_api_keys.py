@@ -27,7 +27,7 @@ def issue(db, ctx, **kwargs):
 
 
 def state(db, recheck=0.0):
-    return SimpleNamespace(db=db, api_keys=api_keys.ApiKeyCache(recheck), account_check=None)
+    return SimpleNamespace(db=db, api_keys=api_keys.ApiKeyCache(recheck, max_keys=100), account_check=None)
 
 
 def test_a_key_acts_for_its_company_with_its_role_and_only_its_digest_is_stored(db):
