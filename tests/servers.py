@@ -45,8 +45,27 @@ def scratch_database(name: str, metadata, tables):
         drop_databases(dbs)
 
 
+@contextmanager
+def migrated_database(service: str, tables):
+    """A fresh PostgreSQL database with the service's Alembic migrations applied (the real schema,
+    not create_all), dropped after."""
+    from svc_common.db import Database
+    from svc_common.migrate import upgrade
+    require_postgres()
+    dbs = create_databases([service])
+    db = None
+    try:
+        upgrade(service, dbs.url(service))
+        db = Database(dbs.url(service), tables)
+        yield db
+    finally:
+        if db is not None:
+            db.dispose()
+        drop_databases(dbs)
+
+
 create_databases = ephemeral.create_databases
 drop_databases = ephemeral.drop_databases
 isolated_vhost = ephemeral.isolated_vhost
-__all__ = ["require_postgres", "require_rabbitmq", "scratch_database", "create_databases", "drop_databases", "isolated_vhost",
+__all__ = ["require_postgres", "require_rabbitmq", "scratch_database", "migrated_database", "create_databases", "drop_databases", "isolated_vhost",
            "delete_vhost"]

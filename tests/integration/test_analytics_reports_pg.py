@@ -30,15 +30,8 @@ _spec.loader.exec_module(scenario)
 
 @pytest.fixture(scope="module")
 def pg():
-    servers.require_postgres()
-    dbs = create_databases(["reports"])
-    try:
-        upgrade("reports", dbs.url("reports"))
-        db = Database(dbs.url("reports"), PLATFORM)
+    with servers.migrated_database("reports", PLATFORM) as db:
         yield db
-        db.dispose()
-    finally:
-        drop_databases(dbs)
 
 
 def feed_one_by_one(db, events):

@@ -12,9 +12,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from svc_common.context import RequestContext
 from svc_common.contracts import UserV1
-from svc_common.db import Database
 from svc_common.errors import Conflict
-from svc_common.migrate import upgrade
 from svc_common.uow import UnitOfWork
 from svc_common.validation import parse
 from tests import servers
@@ -31,16 +29,9 @@ SNAPSHOT = {"customer_name": "云维保客户", "contact_name": "张", "contact_
 
 @pytest.fixture(scope="module")
 def db():
-    servers.require_postgres()
-    dbs = servers.create_databases(["tickets"])
     os.environ.setdefault("DB_POOL_SIZE", "50")
-    try:
-        upgrade("tickets", dbs.url("tickets"))  # the migrations, not create_all: they must work on PostgreSQL
-        database = Database(dbs.url("tickets"), PLATFORM)
+    with servers.migrated_database("tickets", PLATFORM) as database:  # the migrations must work on PostgreSQL
         yield database
-        database.dispose()
-    finally:
-        servers.drop_databases(dbs)
 
 
 def office_of(tenant):

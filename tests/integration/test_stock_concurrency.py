@@ -8,14 +8,12 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from devstack.ephemeral import create_databases, drop_databases
 from inventory import catalog, handlers
 from inventory.models import PLATFORM, Balance, ConsumptionShortfall, Location, StockMove
 from inventory.schemas import ApprovalIn, PartIn, ReceiveIn, RequisitionIn, ReturnIn, WarehouseIn
-from svc_common import migrate
 from svc_common.context import system_context
 from svc_common.contracts import EventEnvelope
-from svc_common.db import Database, utcnow
+from svc_common.db import utcnow
 from svc_common.errors import Conflict
 from svc_common.testing import context, outbox_events, uow
 from svc_common.uow import UnitOfWork
@@ -32,17 +30,8 @@ START_HELD = Decimal(5)  # what that technician holds before the race
 
 @pytest.fixture
 def pg_db():
-    servers.require_postgres()
-    dbs = create_databases(["inventory"])
-    db = None
-    try:
-        migrate.upgrade("inventory", dbs.url("inventory"))  # the real migrations
-        db = Database(dbs.url("inventory"), PLATFORM)
+    with servers.migrated_database("inventory", PLATFORM) as db:
         yield db
-    finally:
-        if db is not None:
-            db.dispose()
-        drop_databases(dbs)
 
 
 def completed_envelope(tenant_id, technician_id, part_id) -> EventEnvelope:

@@ -3,9 +3,7 @@
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth), as CI provides; a missing
 server is a failure, never a skip.
 """
-import subprocess
 import threading
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -15,42 +13,18 @@ from inventory import handlers
 from inventory.models import PLATFORM, Balance, Requisition, StockMove
 from inventory.schemas import ApprovalIn, RequisitionIn
 from inventory_testkit import assert_ledger_matches_balances, seed
-from svc_common import migrate
-from svc_common.db import Database
 from svc_common.errors import Conflict
 from svc_common.testing import uow
 from svc_common.validation import parse
+from tests import servers
 
-PG = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 APPROVERS = 20
-
-
-def psql(sql: str) -> None:
-    try:
-        subprocess.run(["psql", *PG, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql],
-                       check=True, capture_output=True, text=True, timeout=30)
-    except FileNotFoundError:
-        pytest.fail("psql not found: install the PostgreSQL client to run integration tests")
-    except subprocess.CalledProcessError as exc:
-        pytest.fail(f"PostgreSQL (psql {' '.join(PG)}) is not usable: {exc.stderr.strip()}")
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"PostgreSQL (psql {' '.join(PG)}) did not answer within 30s")
 
 
 @pytest.fixture
 def pg_db():
-    name = f"inventory_test_{uuid.uuid4().hex[:12]}"
-    psql(f"CREATE DATABASE {name}")
-    db = None
-    try:
-        url = f"postgresql+pg8000://postgres@127.0.0.1:5432/{name}"
-        migrate.upgrade("inventory", url)  # the real migrations, not create_all
-        db = Database(url, PLATFORM)
+    with servers.migrated_database("inventory", PLATFORM) as db:
         yield db
-    finally:
-        if db is not None:
-            db.dispose()
-        psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.mark.integration
