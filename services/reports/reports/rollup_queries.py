@@ -360,7 +360,7 @@ def customers(uow: UnitOfWork, win: Window) -> dict:
     # customer) sums, then both the customers served per period (pairs counted: a hash aggregate;
     # COUNT(DISTINCT) sorts every row) and the per-customer sums of the window (top lists, served
     # total) from them, instead of two scans of tens of thousands of rollup rows
-    where = (R.tenant_id == uow.ctx.tenant_id, R.rollup == "customers", rows_t.where(R))
+    where = (rollups.of_company(uow, R), R.rollup == "customers", rows_t.where(R))
     if q.group_by == "day" or (q.group_by == "month" and rows_t.months is not None and not _edge_days(rows_t)):
         # a rollup row is already one (period, customer): day rows by day, whole months by month
         per = sa.select(period, R.d1, *[rollups.measure("customers", n).label(n) for n in (

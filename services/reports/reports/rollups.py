@@ -581,11 +581,11 @@ def sums(rollup: str, *names: str):
     return [total(measure(rollup, n)).label(n) for n in names]
 
 
-def _rows(uow: UnitOfWork, model, stmt):
-    """Run a select of plain columns as Core, scoped to the company explicitly: the ORM's row
-    loading (and its tenant criteria, added here by hand) costs more than the query on the
-    thousands of rollup rows a report reads."""
-    return uow.session.connection().execute(stmt.where(model.tenant_id == uow.ctx.tenant_id)).all()
+def of_company(uow: UnitOfWork, model):
+    """The company criterion, written out: the rollups are read as Core, not through the ORM (whose
+    row loading, which adds the criterion by itself, costs more than the query on the thousands of
+    rollup rows a report reads)."""
+    return model.tenant_id == uow.ctx.tenant_id
 
 
 def select(uow: UnitOfWork, rollup: str, tiling: Tiling, group: list, names, filters: dict | None = None,
@@ -597,12 +597,12 @@ def select(uow: UnitOfWork, rollup: str, tiling: Tiling, group: list, names, fil
 
 def statement(uow: UnitOfWork, rollup: str, tiling: Tiling, group: list, names, filters: dict | None = None,
               period: str | None = None):
-    """The statement of `select` (tenant-scoped explicitly: it runs as Core, see `_rows`)."""
+    """The statement of `select`."""
     columns = list(group)
     if period:
         columns = [period_expr(uow, Rollup.period, period).label("period")] + columns
-    stmt = sa.select(*columns, *sums(rollup, *names)).where(Rollup.tenant_id == uow.ctx.tenant_id,
-                                                            Rollup.rollup == rollup, tiling.where(Rollup))
+    stmt = sa.select(*columns, *sums(rollup, *names)).where(of_company(uow, Rollup), Rollup.rollup == rollup,
+                                                            tiling.where(Rollup))
     for column, value in (filters or {}).items():
         stmt = stmt.where(getattr(Rollup, column) == value)
     if columns:
@@ -616,13 +616,13 @@ def histograms(uow: UnitOfWork, tiling: Tiling, filters: dict, period: str | Non
     names = [f"{m}{i}" for m in TIMING_MEASURES for i in range(HISTOGRAM_BUCKETS)]
     columns = [total(getattr(H, n)) for n in names]
     group = [period_expr(uow, H.period, period)] if period else []
-    stmt = sa.select(*group, *columns).where(tiling.where(H))
+    stmt = sa.select(*group, *columns).where(of_company(uow, H), tiling.where(H))
     for column, value in filters.items():
         stmt = stmt.where(getattr(H, column) == value)
     if group:
         stmt = stmt.group_by(*group)
     out = {}
-    for row in _rows(uow, H, stmt):
+    for row in uow.session.connection().execute(stmt):
         key = row[0] if period else None
         values = [int(v or 0) for v in (row[1:] if period else row)]
         out[key] = {m: values[i * HISTOGRAM_BUCKETS:(i + 1) * HISTOGRAM_BUCKETS] for i, m in enumerate(TIMING_MEASURES)}

@@ -271,6 +271,18 @@ def test_p90_from_the_buckets_is_close_to_the_exact_one(random_year, monkeypatch
     assert compared > 20
 
 
+def test_the_bucket_p90s_are_the_companys_own(random_year, monkeypatch):
+    monkeypatch.setattr(rollups, "EXACT_TIMING_LIMIT", -1)  # the histograms even for a company with no orders
+    query = ReportQuery(date_from="2026-01-01", date_to="2026-12-31", group_by="month")
+    with UnitOfWork(random_year, system_context(TENANT)) as uow:
+        own = handlers.run_report(uow, "work_orders", query, paged=False, path="rollups")
+    with UnitOfWork(random_year, system_context(uuid.uuid4())) as uow:
+        stranger = handlers.run_report(uow, "work_orders", query, paged=False, path="rollups")
+    assert own["totals"]["p90_completion_minutes"] is not None
+    assert [r for r in stranger["rows"] + [stranger["totals"]]
+            if any(r[f"p90_{name}_minutes"] is not None for name in ("response", "arrival", "completion"))] == []
+
+
 def test_backfilled_orders_count_as_done_but_not_in_times_or_sla(db):
     tenant = uuid.uuid4()
     events = []
