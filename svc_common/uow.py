@@ -49,9 +49,14 @@ class UnitOfWork:
         """Record an event for publication when (and only if) this transaction commits."""
         return self.emit_many([(event_type, data)], version)[0]
 
-    def emit_many(self, events: list[tuple[str, BaseModel | dict]], version: int = 1) -> list[EventEnvelope]:
-        """Record several events (type, data) in one executemany: a fan-out of hundreds per transaction."""
-        envelopes = [self._envelope(event_type, data, version) for event_type, data in events]
+    def emit_many(self, events: list[tuple[str, BaseModel | dict]], version: int = 1,
+                  correlation_ids: list[str | None] | None = None) -> list[EventEnvelope]:
+        """Record several events (type, data) in one executemany: a fan-out of hundreds per transaction.
+        `correlation_ids`, one per event: the request each was caused by, when one transaction handles
+        a batch of events of several requests (default: this unit of work's)."""
+        causes = correlation_ids or [None] * len(events)
+        envelopes = [self._envelope(event_type, data, version, cause)
+                     for (event_type, data), cause in zip(events, causes, strict=True)]
         if envelopes:
             self.session.execute(self.db.tables.outbox_insert, [{
                 "event_id": e.event_id,
@@ -64,7 +69,8 @@ class UnitOfWork:
             self.emitted.extend(envelopes)
         return envelopes
 
-    def _envelope(self, event_type: str, data: BaseModel | dict, version: int) -> EventEnvelope:
+    def _envelope(self, event_type: str, data: BaseModel | dict, version: int,
+                  correlation_id: str | None = None) -> EventEnvelope:
         contract = contract_for(event_type, version)
         raw = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
         return EventEnvelope(
@@ -73,7 +79,7 @@ class UnitOfWork:
             schema_version=version,
             occurred_at=utcnow(),
             tenant_id=self.ctx.tenant_id,
-            correlation_id=self.ctx.correlation_id,
+            correlation_id=correlation_id or self.ctx.correlation_id,
             actor=Actor(id=self.ctx.actor_id, role=self.ctx.actor_role) if self.ctx.actor_role else None,
             data=contract.model_validate(raw).model_dump(mode="json"),
         )

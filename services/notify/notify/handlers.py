@@ -445,6 +445,7 @@ class Job:
     provider: str  # as recorded on the delivery
     message: OutgoingMessage
     attempts: int = 0  # made before (a resent delivery)
+    correlation_id: str | None = None  # of the event's request (not kept: a job read back has none)
     kind: str | None = None
     settings: dict = field(default_factory=dict)
     secrets: dict = field(default_factory=dict)
@@ -478,7 +479,8 @@ def fan_out_many(uow: UnitOfWork, events: list[EventEnvelope], now: dt.datetime 
         _deliveries(uow, event, rule, messages, config, now, per_recipient, per_tenant, rows, inbox, jobs)
     _insert_all(uow, Delivery.__table__, rows)
     _insert_all(uow, InboxMessage.__table__, inbox)
-    _emit_all(uow, [row for row in rows if row["status"] in ("sent", "failed")])
+    _emit_all(uow, [row for row in rows if row["status"] in ("sent", "failed")],
+              {event.event_id: event.correlation_id for event in events})
     count_for_digest(uow, events, config.settings)  # last: its counter rows stay locked only until the commit
     return jobs
 
@@ -613,16 +615,19 @@ def _deliveries(uow: UnitOfWork, event: EventEnvelope, rule: dict | None, messag
             jobs.append(Job(row["id"], tenant_id, event.event_id, target.user_id, provider, OutgoingMessage(
                 channel=channel, recipient=address, event_type=event.type, subject=subject, text=text,
                 variables=sms_variables if channel == "sms" else {},
-                attachments=attachments if channel == "email" else [])))
+                attachments=attachments if channel == "email" else []), correlation_id=event.correlation_id))
 
 
-def _emit_all(uow: UnitOfWork, deliveries: list[dict]) -> None:
-    """notification.sent / notification.failed for each delivery (a dict of its columns)."""
+def _emit_all(uow: UnitOfWork, deliveries: list[dict], correlation_of: dict | None = None) -> None:
+    """notification.sent / notification.failed for each delivery (a dict of its columns), each with the
+    correlation id of the request behind its source event where known (`correlation_of`: source
+    event id → correlation id; a batch mixes requests)."""
     events = [(f"notification.{d['status']}", {
         "notification_id": d["id"], "channel": d["channel"], "recipient": d["recipient"],
         "source_event_type": d["event_type"], "error": d["error"], "source_event_id": d["event_id"],
         "user_id": d["user_id"], "provider": d["provider"], "attempts": d["attempts"]}) for d in deliveries]
-    uow.emit_many(events)  # one INSERT for all
+    correlation_of = correlation_of or {}
+    uow.emit_many(events, correlation_ids=[correlation_of.get(d["event_id"]) for d in deliveries])  # one INSERT
 
 
 def _emit_row(uow: UnitOfWork, delivery: Delivery) -> None:
@@ -739,7 +744,7 @@ def finish(uow: UnitOfWork, outcomes: list[Outcome], now: dt.datetime) -> dict[u
             "sent": [p["b_sent_at"] is not None for p in params]})
     else:
         uow.session.execute(_FINISH, [{**p, "b_tenant": uow.ctx.tenant_id, "b_now": now} for p in params])
-    _emit_all(uow, emitted)
+    _emit_all(uow, emitted, {job.event_id: job.correlation_id for job, *_ in outcomes})
     return {row["id"]: row["status"] for row in emitted}
 
 

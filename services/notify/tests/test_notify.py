@@ -71,6 +71,18 @@ def test_completion_notifies_dispatcher_in_inbox_and_customer_by_sms(db, registr
     assert all(e["tenant_id"] == str(tenant) and e["data"]["source_event_id"] == env["event_id"] for e in events)
 
 
+def test_each_notification_event_carries_the_correlation_id_of_its_own_request(db, registry):
+    # one batch (one transaction) holds the completions of two requests
+    tenant = uuid.uuid4()
+    first, second = completed(tenant), completed(tenant, contact_phone="13900000001")
+    first["correlation_id"], second["correlation_id"] = "req-a", "req-b"
+    service(db, registry, method="on_ticket_completed").on_ticket_completed([first, second])
+
+    caused = {(e["data"]["source_event_id"], e["data"]["channel"]): e["correlation_id"] for e in outbox_events(db)}
+    assert caused == {(first["event_id"], "in_app"): "req-a", (first["event_id"], "sms"): "req-a",
+                      (second["event_id"], "in_app"): "req-b", (second["event_id"], "sms"): "req-b"}
+
+
 def test_a_requested_return_visit_texts_the_rating_link_to_the_contact(db, registry):
     tenant = uuid.uuid4()
     service(db, registry, context(tenant)).save_settings({"portal_url": "https://svc.example.com/"})
