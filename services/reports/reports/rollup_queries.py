@@ -214,25 +214,31 @@ def _by_key(uow, rows_t: Tiling, whole: Tiling, group, f, period: str) -> tuple[
 class LazyRows(Sequence):
     """A report's rows built when read: a page (a slice) builds only its own rows. A month of
     personnel by day is thousands of rows, a page shows 100; exports iterate and build them all
-    (once: the built rows are kept)."""
+    (once: the built rows are kept). `prepare(items)`, if given, runs before items are built (to
+    read what only those rows need)."""
     __hash__ = None
 
-    def __init__(self, items: list, build):
-        self._items, self._build, self._all = items, build, None
+    def __init__(self, items: list, build, prepare=None):
+        self._items, self._build, self._prepare, self._all = items, build, prepare, None
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def _built(self, items: list) -> list:
+        if self._prepare is not None and items:
+            self._prepare(items)
+        return [self._build(item) for item in items]
 
     def __getitem__(self, i):
         if self._all is not None:
             return self._all[i]
         if isinstance(i, slice):
-            return [self._build(item) for item in self._items[i]]
-        return self._build(self._items[i])
+            return self._built(self._items[i])
+        return self._built([self._items[i]])[0]
 
     def __iter__(self):
         if self._all is None:
-            self._all = [self._build(item) for item in self._items]
+            self._all = self._built(self._items)
         return iter(self._all)
 
     def __eq__(self, other) -> bool:
@@ -249,7 +255,18 @@ def personnel(uow: UnitOfWork, win: Window) -> dict:
     f, q = _filters(win, "team_id"), win.q
     names = _names(uow, PersonFact, PersonFact.user_id)
     grouped = select(uow, "people", rows_t, [R.d1], PEOPLE, f, period=q.group_by)
-    ratings = _ratings_by(uow, rows_t, [R.d1], f, q.group_by)
+    by_month = rows_t.months is not None and rows_t.months == whole.months and rows_t.date_from == whole.date_from \
+        and rows_t.date_to == whole.date_to
+    # by day or week the rows' ratings (a key per day, technician and label: tens of thousands over a
+    # month) are read for the periods a page shows, when it is built
+    ratings = _ratings_by(uow, rows_t, [R.d1], f, q.group_by) if by_month else {}
+
+    def read_ratings(items) -> None:
+        first, last = min(p for p, _, _ in items), max(p for p, _, _ in items)
+        last_day = {"day": last, "week": last + dt.timedelta(days=6),
+                    "month": rollups._next_month(last) - dt.timedelta(days=1)}[q.group_by]
+        span = Tiling(max(first, q.date_from), min(last_day, q.date_to), by_day=True)
+        ratings.update(_ratings_by(uow, span, [R.d1], f, q.group_by))
     kept = [(r.period, r.d1, r) for r in grouped if r.d1 and _present_row(r)]
     # by period, then name and id: each technician's place computed once, not per row
     place = {t: i for i, t in enumerate(sorted({k[1] for k in kept}, key=lambda t: (names.get(t) or "", t)))}
@@ -259,9 +276,8 @@ def personnel(uow: UnitOfWork, win: Window) -> dict:
         p, t, r = item
         return {"period": p, "technician_id": t, "technician_name": names.get(t),
                 **_person_figures(_metrics(r, ratings.get((p, t))))}
-    rows = LazyRows(kept, build)
-    if rows_t.months is not None and rows_t.months == whole.months and rows_t.date_from == whole.date_from \
-            and rows_t.date_to == whole.date_to:
+    rows = LazyRows(kept, build, None if by_month else read_ratings)
+    if by_month:
         # grouped by month the rows' tiling is the whole window's: each technician's sums are its
         # rows' (integers: exact), not the same rollup rows read again
         sums, merged = defaultdict(lambda: dict.fromkeys(PEOPLE, 0)), defaultdict(list)
