@@ -9,7 +9,6 @@ Every projection gives the same rows whatever order the events of one work order
 is that of the latest event), so a late redelivery or a replay lands on the same figures.
 """
 import datetime as dt
-import json
 import uuid
 from functools import lru_cache
 from decimal import Decimal, InvalidOperation
@@ -224,10 +223,9 @@ def write_facts(uow: UnitOfWork) -> None:
            + f" FROM (SELECT {', '.join(values)} FROM jsonb_array_elements(%s::jsonb) AS r(v)) AS v "
            f"WHERE t.id = v.id AND t.tenant_id = %s")
     kinds = [_JSON_KIND.get(type(c.type).__name__, 0) for c in columns]
-    payload = json.dumps([[v if v is None or k == 0 else v.isoformat() if k == 1 else str(v)
-                           for v, k in zip((state.get(c.name) for c in columns), kinds)]
-                          for state in (row.__dict__ for row in changed)], separators=(",", ":"), ensure_ascii=False)
-    payload = rollups.jsonb_text(payload)
+    payload = rollups.jsonb_param([[v if v is None or k == 0 else v.isoformat() if k == 1 else str(v)
+                                    for v, k in zip((state.get(c.name) for c in columns), kinds)]
+                                   for state in (row.__dict__ for row in changed)])
     with uow.session.connection().connection.cursor() as cursor:
         cursor.execute(sql, (payload, str(uow.ctx.tenant_id)))
 

@@ -26,6 +26,7 @@ from collections import namedtuple
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
+import orjson
 import sqlalchemy as sa
 
 from svc_common.uow import UnitOfWork
@@ -453,7 +454,6 @@ def _upsert_postgres(uow, table, rows, keys, measures, sparse) -> None:
     """The rows travel as one JSON parameter that PostgreSQL unpacks (jsonb_array_elements): a batch
     writes thousands of rollup rows, and binding each value separately costs more than the write.
     jsonb, not json: json re-parses an element's text on every ->> (21 per row), jsonb indexes it."""
-    import json
     key_columns = [table.c[k] for k in keys[1:]]
     values = [f"(r.v->>{i})::{_CASTS.get(type(c.type), 'text')}" for i, c in enumerate(key_columns)]
     n = len(key_columns)
@@ -470,18 +470,17 @@ def _upsert_postgres(uow, table, rows, keys, measures, sparse) -> None:
            f"SELECT %s::uuid, {', '.join(values)} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS r(v, i) "
            f"ORDER BY r.i ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
            + ", ".join(f"{m} = {table.name}.{m} + EXCLUDED.{m}" for m in updated))
-    payload = jsonb_text(json.dumps(rows, default=_iso, separators=(",", ":"), ensure_ascii=False))
+    payload = jsonb_param(rows)
     with uow.session.connection().connection.cursor() as cursor:
         cursor.execute(sql, (str(uow.ctx.tenant_id), payload))
 
 
-def _iso(value):
-    return value.isoformat()
-
-
-def jsonb_text(payload: str) -> str:
-    """JSON text PostgreSQL's jsonb takes: it refuses the NUL character (\\u0000), which json allowed;
-    dropped (never meaningful in a name or a label)."""
+def jsonb_param(value) -> str:
+    """`value` (lists, dicts, strings, integers, dates) as JSON text for a jsonb parameter: by orjson
+    (the batch's rows are thousands: the standard json module took a tenth of the consumer's CPU),
+    without the NUL character (\\u0000), which JSON allows and jsonb refuses (never meaningful in a
+    name or a label)."""
+    payload = orjson.dumps(value).decode()
     return payload.replace("\\u0000", "") if "\\u0000" in payload else payload
 
 
