@@ -29,6 +29,10 @@ Then p95 of every report (and the dashboard) over a month (grouped by day) and o
 (grouped by month), read as the service reads them (rollups where they answer), after one untimed
 warm-up run, with the median CPU time of this process per query.
 
+`--keep` leaves the database in place and prints its URL; `--database URL` then runs only the
+queries on it (after a change to how a report reads, without loading the events again), or with
+`--freshness-rate` measures freshness on it (tables as large as that run made them).
+
     .venv/bin/python bench/reports_ingest.py --freshness-rate 50 --freshness-seconds 30
 
 Freshness of the live path instead: events published at the given rate (200 orders in flight), and
@@ -344,7 +348,7 @@ def p95(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=20)[-1] if len(samples) > 1 else samples[0]
 
 
-def queries(db: Database, repeat: int) -> None:
+def queries(db: Database, repeat: int, tenant: uuid.UUID = TENANT) -> None:
     Statistics(db).maybe(0, force=True)
     freeze_startup_objects()  # as the service process does once started (svc_common/runner.py)
     ranges = {"month": ("2026-06-01", "2026-06-30", "day"), "year": ("2026-01-01", "2026-12-31", "month")}
@@ -357,7 +361,7 @@ def queries(db: Database, repeat: int) -> None:
             samples, cpu = [], []
             for i in range(repeat + 1):  # the first run warms up (statement compilation, caches): untimed
                 t0, c0 = time.perf_counter(), time.process_time()
-                with UnitOfWork(db, system_context(TENANT)) as uow:
+                with UnitOfWork(db, system_context(tenant)) as uow:
                     if name == "dashboard":
                         now = dt.datetime(2026, 6, 15, 6, tzinfo=dt.timezone.utc) if date_to.endswith("30") else \
                             dt.datetime(2026, 12, 30, 6, tzinfo=dt.timezone.utc)
@@ -375,16 +379,49 @@ def queries(db: Database, repeat: int) -> None:
     print(f"(load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})", flush=True)
 
 
-def freshness(rate: float, seconds: float) -> None:
+def queries_on_kept(url: str, repeat: int) -> None:
+    """The queries again on a kept database (after a change to how a report reads): its one company."""
+    db = Database(url, PLATFORM)
+    tenant = kept_tenant(db)
+    print(f"queries on {url} (kept)", flush=True)
+    queries(db, repeat, tenant)
+    db.dispose()
+
+
+class KeptDatabase:
+    """A database an earlier run kept, where `start_reports` expects `create_databases`' answer."""
+
+    def __init__(self, url: str):
+        self._url = url
+
+    def url(self, _component: str) -> str:
+        return self._url
+
+
+def kept_tenant(db: Database) -> uuid.UUID:
+    import sqlalchemy as sa
+    from reports.models import TenantState
+    with db.session(None) as session:
+        return session.scalar(sa.select(TenantState.tenant_id))
+
+
+def freshness(rate: float, seconds: float, kept_url: str | None = None) -> None:
+    """`kept_url`: on a database an earlier run kept (its tables as large as that run made them),
+    as more events of its company."""
+    global TENANT
     import kombu
     import sqlalchemy as sa
 
     from reports.models import EventArchive
     from tests.servers import delete_vhost
 
-    dbs = create_databases(["reports"])
-    upgrade("reports", dbs.url("reports"))
+    dbs = KeptDatabase(kept_url) if kept_url else create_databases(["reports"])
+    if kept_url:
+        TENANT = kept_tenant(Database(kept_url, PLATFORM))
+    else:
+        upgrade("reports", dbs.url("reports"))
     stack, vhost, amqp_uri = start_reports(dbs, {"OUTBOX_POLL_SECONDS": "0.2"})
+    since = dt.datetime.now(dt.timezone.utc)
     try:
         exchanges = {p: kombu.Exchange(f"{p}.events", "topic", durable=True) for p in ("tickets", "inventory")}
         published, started = 0, time.perf_counter()
@@ -404,14 +441,15 @@ def freshness(rate: float, seconds: float) -> None:
                     time.sleep(pause)
         db = Database(dbs.url("reports"), PLATFORM)
         deadline = time.monotonic() + 120
+        new = EventArchive.archived_at >= since  # (a kept database holds the earlier run's events too)
         with db.session(None) as session:
-            while session.scalar(sa.select(sa.func.count()).select_from(EventArchive)) < published:
+            while session.scalar(sa.select(sa.func.count()).select_from(EventArchive).where(new)) < published:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
                 session.rollback()
             lags = sorted((a - o).total_seconds() for a, o in session.execute(
-                sa.select(EventArchive.archived_at, EventArchive.occurred_at)))
+                sa.select(EventArchive.archived_at, EventArchive.occurred_at).where(new)))
         db.dispose()
         print(f"live path: {published:,} events published at {published / seconds:,.0f}/s for {seconds:.0f} s; "
               f"{len(lags):,} archived; event → report p50 {lags[len(lags) // 2] * 1000:.0f} ms, "
@@ -419,7 +457,8 @@ def freshness(rate: float, seconds: float) -> None:
     finally:
         stack.stop_all()
         delete_vhost(vhost)
-        drop_databases(dbs)
+        if not kept_url:
+            drop_databases(dbs)
 
 
 def main() -> None:
@@ -434,11 +473,16 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=1, help="reports processes (path consumer)")
     parser.add_argument("--queries", type=int, default=20, help="runs of each report for its p95")
     parser.add_argument("--keep", action="store_true", help="keep the database (EXPLAIN the reports' queries)")
+    parser.add_argument("--database", help="only the queries (or --freshness-rate), on a database an earlier run "
+                                           "kept (its URL)")
     parser.add_argument("--freshness-rate", type=float, help="measure the live path at this many events/s")
     parser.add_argument("--freshness-seconds", type=float, default=30)
     args = parser.parse_args()
     if args.freshness_rate:
-        freshness(args.freshness_rate, args.freshness_seconds)
+        freshness(args.freshness_rate, args.freshness_seconds, args.database)
+        return
+    if args.database:
+        queries_on_kept(args.database, args.queries)
         return
     dbs = create_databases(["reports"])
     try:
