@@ -194,6 +194,9 @@ RANDOM_QUERIES = [
     {"date_from": "2026-01-01", "date_to": "2026-12-31", "group_by": "month", "type": "maintenance"},
     {"date_from": "2026-01-01", "date_to": "2026-12-31", "group_by": "month", "team_id": str(TEAMS[0]),
      "type": "repair"},
+    # top lists cut short, with ties at the cut (a week: one or two orders per customer)
+    {"date_from": "2026-03-02", "date_to": "2026-03-15", "top": 2},
+    {"date_from": "2026-01-01", "date_to": "2026-12-31", "group_by": "month", "top": 3},
 ]
 
 
