@@ -394,6 +394,9 @@ def update_report_settings(uow: UnitOfWork, data: ReportSettingsIn) -> tuple[dic
     return report_settings(uow), job
 
 
+REPORT_WORK_MEM = "64MB"  # per sort or hash of a report's query, for its transaction only
+
+
 def compute_report(uow: UnitOfWork, report: str, query: ReportQuery,
                    path: str | None = None) -> tuple[dict, queries.Window]:
     """Every row of a report (unpaged), in the query's zone or else the tenant's. `path` forces the
@@ -401,6 +404,10 @@ def compute_report(uow: UnitOfWork, report: str, query: ReportQuery,
     The rows are a sequence: a report may build them only when read (rollup_queries.LazyRows)."""
     settings = report_settings(uow)
     window = queries.Window(query, query.tz or settings["time_zone"], path)
+    if uow.session.get_bind().dialect.name == "postgresql":
+        # a year's rollup rows are grouped in memory, not sorted on disk (the default 4 MB spilled
+        # the spare-parts and customer groupings of a 1,000,000-order year: +80 ms)
+        uow.session.execute(sa.text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
     if report == "performance":
         result = queries.REPORTS[report](uow, window, settings["performance_weights"])
     else:

@@ -451,29 +451,34 @@ def _customer_names(uow: UnitOfWork, ids: set) -> dict:
 PARTS = ("qty_m", "value_c", "entries", "moves")
 
 
-def _part_figures(r) -> dict:
-    return {"quantity": from_millis(r.qty_m), "value": domain.money(from_cents(r.value_c)), "entries": int(r.entries)}
+def _part_figures(qty_m, value_c, entries) -> dict:
+    return {"quantity": from_millis(qty_m), "value": domain.money(from_cents(value_c)), "entries": int(entries)}
 
 
 def spare_parts(uow: UnitOfWork, win: Window) -> dict:
     rows_t, whole = _tilings(win)
     q = win.q
-    # (a part and period per row: thousands; a page builds its own, see LazyRows)
-    rows = LazyRows(sorted((r for r in select(uow, "parts", rows_t, [R.d2], PARTS, {"d1": "part"}, period=q.group_by)
-                            if r.moves), key=lambda r: (r.period, r.d2)),
-                    lambda r: {"period": r.period, "part_id": r.d2, **_part_figures(r)})
+    # (a part and period per row: thousands; a page builds its own, see LazyRows; plain tuples, see below)
+    rows = LazyRows(sorted(tuple(r) for r in select(uow, "parts", rows_t, [R.d2], PARTS, {"d1": "part"},
+                                                    period=q.group_by) if r.moves),
+                    lambda r: {"period": r[0], "part_id": r[1], **_part_figures(*r[2:5])})
     people, customers_ = _names(uow, PersonFact, PersonFact.user_id), _names(uow, CustomerFact, CustomerFact.customer_id)
     label = {"by_warehouse": ("warehouse", "warehouse_id", {}), "by_technician": ("technician", "technician_id", people),
              "by_customer": ("customer", "customer_id", customers_)}
+    # the window's rows of every dimension in one scan (they share the key's period ranges): the
+    # sections, and the totals as the sum of the by-part sums (integers: exact)
+    # (plain tuples: a year has thousands of customers, and a Row's attributes cost more than the query)
+    by_dimension = defaultdict(list)
+    for d1, d2, qty_m, value_c, entries, moves in select(uow, "parts", whole, [R.d1, R.d2], PARTS):
+        by_dimension[d1].append((-value_c, d2, qty_m, value_c, entries, moves))  # sorts by value, then key
     sections = {}
     for name, (dimension, key, names) in label.items():
-        groups = [r for r in select(uow, "parts", whole, [R.d2], PARTS, {"d1": dimension}) if r.moves]
-        groups.sort(key=lambda r: (-r.value_c, r.d2))  # (cents: integers)
-        sections[name] = [{key: _none(r.d2), **({"name": names.get(_none(r.d2))} if names else {}),
-                           **_part_figures(r)} for r in groups]
-    [t] = select(uow, "parts", whole, [], PARTS, {"d1": "part"})
-    return {"rows": rows, "totals": _part_figures(t) if t.moves else {"quantity": Decimal(0), "value": domain.money(0),
-                                                                     "entries": 0},
+        sections[name] = [{key: _none(d2), **({"name": names.get(_none(d2))} if names else {}),
+                           **_part_figures(qty_m, value_c, entries)}
+                          for _, d2, qty_m, value_c, entries, moves in sorted(by_dimension[dimension]) if moves]
+    qty_m, value_c, entries, moves = (sum(r[i] for r in by_dimension["part"]) for i in range(2, 6))
+    return {"rows": rows, "totals": _part_figures(qty_m, value_c, entries) if moves else {
+                "quantity": Decimal(0), "value": domain.money(0), "entries": 0},
             "sections": sections}
 
 
