@@ -416,8 +416,10 @@ def freshness(rate: float, seconds: float, kept_url: str | None = None) -> None:
     from tests.servers import delete_vhost
 
     dbs = KeptDatabase(kept_url) if kept_url else create_databases(["reports"])
-    if kept_url:
-        TENANT = kept_tenant(Database(kept_url, PLATFORM))
+    if kept_url:  # (its technicians, customers and parts are this run's own: new rollup keys)
+        kept = Database(kept_url, PLATFORM)
+        TENANT = kept_tenant(kept)
+        kept.dispose()
     else:
         upgrade("reports", dbs.url("reports"))
     stack, vhost, amqp_uri = start_reports(dbs, {"OUTBOX_POLL_SECONDS": "0.2"})
