@@ -191,6 +191,13 @@ def _ratings_by(uow, tiling, group, f, period=None) -> dict:
     return out
 
 
+def _whole_months(rows_t: Tiling, whole: Tiling) -> bool:
+    """Whether the rows' tiling (grouped by month) is the whole window's: the same month rows, so
+    the window's figures are the rows' added up, not the rows read again."""
+    return rows_t.months is not None and rows_t.months == whole.months and rows_t.date_from == whole.date_from \
+        and rows_t.date_to == whole.date_to
+
+
 def _by_key(uow, rows_t: Tiling, whole: Tiling, group, f, period: str) -> tuple[dict, dict]:
     """PEOPLE metrics (with their ratings) per (period, key) over the rows' tiling and per key over the
     whole window. Grouped by month both tilings are the same month rows: the whole window is then the
@@ -199,8 +206,7 @@ def _by_key(uow, rows_t: Tiling, whole: Tiling, group, f, period: str) -> tuple[
     ratings = _ratings_by(uow, rows_t, [group], f, period)
     per = {(r.period, getattr(r, column)): _metrics(r, ratings.get((r.period, getattr(r, column))))
            for r in select(uow, "people", rows_t, [group], PEOPLE, f, period=period)}
-    if rows_t.months is not None and rows_t.months == whole.months and rows_t.date_from == whole.date_from \
-            and rows_t.date_to == whole.date_to:
+    if _whole_months(rows_t, whole):
         from .queries import _merge
         grouped = defaultdict(list)
         for (_, key), m in per.items():
@@ -245,29 +251,28 @@ class LazyRows(Sequence):
         return isinstance(other, Sequence) and list(self) == list(other)
 
 
-def _present_row(r) -> bool:
-    """`_present` on a row of PEOPLE sums, without building its metrics."""
-    return bool(r.completed or r.assists or r.settled or r.visits or r.rated)
-
-
 def personnel(uow: UnitOfWork, win: Window) -> dict:
     rows_t, whole = _tilings(win)
     f, q = _filters(win, "team_id"), win.q
     names = _names(uow, PersonFact, PersonFact.user_id)
     grouped = select(uow, "people", rows_t, [R.d1], PEOPLE, f, period=q.group_by)
-    by_month = rows_t.months is not None and rows_t.months == whole.months and rows_t.date_from == whole.date_from \
-        and rows_t.date_to == whole.date_to
+    by_month = _whole_months(rows_t, whole)
     # by day or week the rows' ratings (a key per day, technician and label: tens of thousands over a
     # month) are read for the periods a page shows, when it is built
     ratings = _ratings_by(uow, rows_t, [R.d1], f, q.group_by) if by_month else {}
+    periods_read: set = set()
 
     def read_ratings(items) -> None:
-        first, last = min(p for p, _, _ in items), max(p for p, _, _ in items)
+        periods = {p for p, _, _ in items} - periods_read
+        if not periods:
+            return
+        periods_read.update(periods)
+        first, last = min(periods), max(periods)
         last_day = {"day": last, "week": last + dt.timedelta(days=6),
                     "month": rollups._next_month(last) - dt.timedelta(days=1)}[q.group_by]
         span = Tiling(max(first, q.date_from), min(last_day, q.date_to), by_day=True)
         ratings.update(_ratings_by(uow, span, [R.d1], f, q.group_by))
-    kept = [(r.period, r.d1, r) for r in grouped if r.d1 and _present_row(r)]
+    kept = [(r.period, r.d1, r) for r in grouped if r.d1 and _present(r._mapping)]  # (same names as the metrics)
     # by period, then name and id: each technician's place computed once, not per row
     place = {t: i for i, t in enumerate(sorted({k[1] for k in kept}, key=lambda t: (names.get(t) or "", t)))}
     kept.sort(key=lambda k: (k[0], place[k[1]]))
