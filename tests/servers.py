@@ -31,37 +31,32 @@ def require_rabbitmq() -> None:
 
 
 @contextmanager
-def scratch_database(name: str, metadata, tables):
-    """A fresh PostgreSQL database with `metadata`'s tables (create_all, not migrations), dropped after."""
+def _fresh_database(name: str, tables, make_schema):
+    """A fresh PostgreSQL database, its schema made by `make_schema(url, db)`, dropped after."""
     from svc_common.db import Database
     require_postgres()
     dbs = create_databases([name])
-    db = Database(dbs.url(name), tables)
-    try:
-        metadata.create_all(db.engine)
-        yield db
-    finally:
-        db.dispose()
-        drop_databases(dbs)
-
-
-@contextmanager
-def migrated_database(service: str, tables):
-    """A fresh PostgreSQL database with the service's Alembic migrations applied (the real schema,
-    not create_all), dropped after."""
-    from svc_common.db import Database
-    from svc_common.migrate import upgrade
-    require_postgres()
-    dbs = create_databases([service])
     db = None
     try:
-        upgrade(service, dbs.url(service))
-        db = Database(dbs.url(service), tables)
+        db = Database(dbs.url(name), tables)
+        make_schema(dbs.url(name), db)
         yield db
     finally:
         if db is not None:
             db.dispose()
         drop_databases(dbs)
+
+
+def scratch_database(name: str, metadata, tables):
+    """A fresh PostgreSQL database with `metadata`'s tables (create_all, not migrations), dropped after."""
+    return _fresh_database(name, tables, lambda _url, db: metadata.create_all(db.engine))
+
+
+def migrated_database(service: str, tables):
+    """A fresh PostgreSQL database with the service's Alembic migrations applied (the real schema,
+    not create_all), dropped after."""
+    from svc_common.migrate import upgrade
+    return _fresh_database(service, tables, lambda url, _db: upgrade(service, url))
 
 
 create_databases = ephemeral.create_databases
