@@ -90,9 +90,11 @@ def project(uow: UnitOfWork, events: list[EventEnvelope], zone: ZoneInfo) -> int
         for projection in projections.BY_TYPE.get(event.type, ()):
             projection(uow, event)
         applied += event.type in projections.BY_TYPE
-    rollups.write(uow, zone)
     projections.write_facts(uow)
     projections.write_first_read_models(uow)
+    # Last: the rollup rows are the ones concurrent batches share (a day, a team), and an upsert holds
+    # them until the commit; written last, another batch waits for this one's commit only.
+    rollups.write(uow, zone)
     return applied
 
 
