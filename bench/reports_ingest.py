@@ -1,7 +1,7 @@
 """How fast the reports take in events, and how fast the reports answer over a month and a year.
 
     .venv/bin/python bench/reports_ingest.py [--orders 1000000] [--path consumer|direct] [--instances 2]
-                                             [--queries 20]
+                                             [--workers 2] [--queries 20]
 
 Generates a year (2026) of work orders — each 8 events: created, assigned, accepted, checked_in,
 completed (with a service item), settled (fee and cost lines), visited (stars, per-dimension scores,
@@ -21,7 +21,9 @@ rate two idle cores would give.
 `--instances N`: N reports processes sharing the queues (production scales them on queue depth);
 the CPU per event is summed over them.
 `--path direct`: the same events through `handlers.ingest` in-process, in batches of `--batch`
-(no broker): the cost of the projections alone.
+(no broker): the cost of the projections alone. `--workers N`: N loader processes, each generating
+the same stream and taking the work orders whose key hashes to it (as a batch is split in the
+service), so one computes while another waits on PostgreSQL; a bulk load or a replay on two cores.
 With autovacuum off (the development server), the tables are ANALYZEd at each doubling of the
 events in and before the queries, as autovacuum would.
 
@@ -83,7 +85,9 @@ EVENTS_PER_ORDER = 8.5
 def order_events(n: int, rng: random.Random, at: dt.datetime | None = None):
     """The events of the n-th work order (and its part consumption), created at `at` (default: any
     time of the year), in the order they happen."""
-    ticket, tech = uuid.uuid4(), rng.choice(TECHNICIANS)
+    # the work order's id from the seeded generator: loader processes generating the same stream agree
+    # on which of them takes an order (`--workers`)
+    ticket, tech = uuid.UUID(int=rng.getrandbits(128), version=4), rng.choice(TECHNICIANS)
     customer, type_ = rng.choice(CUSTOMERS), rng.choice(TYPES)
     base = {"ticket_id": str(ticket), "number": f"WO{n:07d}", "type": type_, "customer_id": str(customer),
             "team_id": str(TEAM_OF[tech])}
@@ -166,7 +170,8 @@ def interleaved(orders: int | None = None, in_flight: int = 200, seed: int = 11)
 
 
 def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS of this process or of the largest of its loader processes."""
+    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
 
 
 def cpu_seconds(pid: int) -> float:
@@ -217,45 +222,87 @@ class Statistics:
                 conn.execute(sa.text("ANALYZE"))
 
 
-def ingest_direct(db: Database, orders: int, batch_size: int, days: int = 365) -> None:
-    pg = PostgresCpu(db, db.url.rsplit("/", 1)[1])
-    with db.engine.connect():  # the pool's connection exists: its backend is sampled from the start
-        pg.sample()
-    pg0 = pg.total()
+def ingest_direct(db: Database, orders: int, batch_size: int, days: int = 365, workers: int = 1) -> None:
+    """The events through `handlers.ingest` in this process or, `workers` > 1, in that many processes,
+    each taking the events of its share of the work orders (by `handlers.partition_key`, as the
+    service splits a batch): one waits on PostgreSQL while another computes."""
+    started = time.perf_counter()
+    if workers == 1:
+        done, cpu, pg_cpu = _ingest_share(db, orders, batch_size, days, 0, 1)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        db.dispose()  # each worker opens its own connections
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            # a worker's exception is raised here
+            shares = list(pool.map(_ingest_worker, [(db.url, orders, batch_size, days, k, workers)
+                                                    for k in range(workers)]))
+        done, cpu, pg_cpu = (sum(share[i] for share in shares) for i in range(3))
+    seconds = time.perf_counter() - started
+    print(f"direct: ingested {done:,} events ({orders:,} orders) in {seconds:.1f} s: {done / seconds:,.0f} events/s "
+          f"(batches of {batch_size}, {workers} worker process(es)); peak RSS {rss_mib():.0f} MiB\n"
+          f"  CPU per event: loader {cpu / done * 1000:.3f} ms (generating and validating the events included), "
+          f"PostgreSQL {pg_cpu / done * 1000:.3f} ms ⇒ on 2 idle cores ≈ {2 * done / (cpu + pg_cpu):,.0f} events/s; "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+
+
+def _ingest_worker(args: tuple) -> tuple[int, float, float]:
+    url, *rest = args
+    db = Database(url, PLATFORM)
+    try:
+        return _ingest_share(db, *rest)
+    finally:
+        db.dispose()
+
+
+def _ingest_share(db: Database, orders: int, batch_size: int, days: int, share: int,
+                  shares: int) -> tuple[int, float, float]:
+    """Ingest the events of work orders whose partition key hashes to `share` of `shares`; returns
+    (events, CPU seconds of this process, CPU seconds of its PostgreSQL backend)."""
+    import zlib
+    from types import SimpleNamespace
+
+    import sqlalchemy as sa
+    with db.engine.connect() as conn:  # one thread: the pool's one connection serves the batches
+        backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+    pg0 = cpu_seconds(backend)
+    # CPU of each PostgreSQL backend this process used, read after every batch: the pool replaces its
+    # connection every 30 minutes (pool_recycle), and a closed backend's CPU can no longer be read
+    backends = {backend: pg0}
     started, done, batch = time.perf_counter(), 0, []
     last_report = started
-    stats = Statistics(db)
+    stats = Statistics(db) if share == 0 else None  # one ANALYZE for all
     cpu0 = time.process_time()
+
+    def mine(event) -> bool:
+        key = handlers.partition_key(SimpleNamespace(data=event["data"], event_id=event["event_id"]))
+        return zlib.crc32(key.encode()) % shares == share
 
     def flush():
         nonlocal done, batch
         events = [EventEnvelope.model_validate(e) for e in batch]
         with UnitOfWork(db, system_context(TENANT)) as uow:
             handlers.ingest(uow, events)
+            pid = uow.session.connection().connection.dbapi_connection.info.backend_pid
+        backends[pid] = cpu_seconds(pid)
         done += len(batch)
         batch = []
 
     for event in generate(orders, days=days):
+        if shares > 1 and not mine(event):
+            continue
         batch.append(event)
         if len(batch) >= batch_size:
             flush()
-            stats.maybe(done)
+            if stats:
+                stats.maybe(done * shares)
             if time.perf_counter() - last_report > 15:
                 last_report = time.perf_counter()
-                pg.sample()
-                print(f"  … {done:,} events, {done / (last_report - started):,.0f}/s, RSS {rss_mib():.0f} MiB",
-                      flush=True)
+                print(f"  … {'' if shares == 1 else f'worker {share}: '}{done:,} events, "
+                      f"{done / (last_report - started):,.0f}/s, RSS {rss_mib():.0f} MiB", flush=True)
     if batch:
         flush()
-    seconds = time.perf_counter() - started
-    cpu = time.process_time() - cpu0
-    pg.sample()
-    pg_cpu = pg.total() - pg0
-    print(f"direct: ingested {done:,} events ({orders:,} orders) in {seconds:.1f} s: {done / seconds:,.0f} events/s "
-          f"(batches of {batch_size}); peak RSS {rss_mib():.0f} MiB\n"
-          f"  CPU per event: loader {cpu / done * 1000:.3f} ms (generating and validating the events included), "
-          f"PostgreSQL {pg_cpu / done * 1000:.3f} ms ⇒ on 2 idle cores ≈ {2 * done / (cpu + pg_cpu):,.0f} events/s; "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    return done, time.process_time() - cpu0, sum(backends.values()) - pg0
 
 
 def start_reports(dbs, extra_env: dict, instances: int = 1):
@@ -473,6 +520,7 @@ def main() -> None:
                         help="days the orders are spread over from 2026-01-01 (fewer: a short run as dense as a "
                              "full year's)")
     parser.add_argument("--instances", type=int, default=1, help="reports processes (path consumer)")
+    parser.add_argument("--workers", type=int, default=1, help="loader processes (path direct)")
     parser.add_argument("--queries", type=int, default=20, help="runs of each report for its p95")
     parser.add_argument("--keep", action="store_true", help="keep the database (EXPLAIN the reports' queries)")
     parser.add_argument("--database", help="only the queries (or --freshness-rate), on a database an earlier run "
@@ -493,7 +541,7 @@ def main() -> None:
         print(f"reports ingestion into PostgreSQL ({dbs.url('reports')}): {args.orders:,} work orders, "
               f"≈ {int(args.orders * EVENTS_PER_ORDER):,} events, path {args.path}", flush=True)
         if args.path == "direct":
-            ingest_direct(db, args.orders, args.batch, args.days)
+            ingest_direct(db, args.orders, args.batch, args.days, args.workers)
         else:
             ingest_consumer(dbs, db, args.orders, args.backlog, {"EVENT_BATCH_SIZE": str(args.batch)}, args.days,
                             args.instances)
