@@ -206,7 +206,9 @@ class Statistics:
     the batch's key lookups (tenant and ticket) are planned from the tables' statistics, and
     statistics of the empty tables make the planner scan every row of the company instead (linear
     in the data: the ingest rate would fall as the tables grow). Run at each doubling of the events
-    in, and before the queries."""
+    in; before the queries, VACUUM too, as autovacuum would have by then: every event updates rollup
+    and work-order rows, and a report reading past their dead versions pays for them (at 1,000,000
+    orders: 0.9 million dead rollup rows beside 2.7 million live ones)."""
 
     def __init__(self, db: Database):
         import sqlalchemy as sa
@@ -219,7 +221,7 @@ class Statistics:
         if self.off and (force or events >= self.next):
             self.next = max(self.next, events) * 2
             with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(sa.text("ANALYZE"))
+                conn.execute(sa.text("VACUUM ANALYZE" if force else "ANALYZE"))
 
 
 def ingest_direct(db: Database, orders: int, batch_size: int, days: int = 365, workers: int = 1) -> None:
