@@ -25,7 +25,7 @@ the CPU per event is summed over them.
 the same stream and taking the work orders whose key hashes to it (as a batch is split in the
 service), so one computes while another waits on PostgreSQL; a bulk load or a replay on two cores.
 With autovacuum off (the development server), the tables are ANALYZEd at each doubling of the
-events in and before the queries, as autovacuum would.
+events in, and VACUUMed and ANALYZEd before the queries, as autovacuum would.
 
 Then p95 of every report (and the dashboard) over a month (grouped by day) and over the year
 (grouped by month), read as the service reads them (rollups where they answer), after one untimed
@@ -202,7 +202,7 @@ class PostgresCpu:
 
 
 class Statistics:
-    """ANALYZE the reports' tables as autovacuum would, if it is off (as on the development server):
+    """ANALYZE (and VACUUM) the reports' tables as autovacuum would, if it is off (as on the development server):
     the batch's key lookups (tenant and ticket) are planned from the tables' statistics, and
     statistics of the empty tables make the planner scan every row of the company instead (linear
     in the data: the ingest rate would fall as the tables grow). Run at each doubling of the events
@@ -263,17 +263,12 @@ def _ingest_share(db: Database, orders: int, batch_size: int, days: int, share: 
     (events, CPU seconds of this process, CPU seconds of its PostgreSQL backend)."""
     import zlib
     from types import SimpleNamespace
-
-    import sqlalchemy as sa
-    with db.engine.connect() as conn:  # one thread: the pool's one connection serves the batches
-        backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
-    pg0 = cpu_seconds(backend)
     # CPU of each PostgreSQL backend this process used, read after every batch: the pool replaces its
     # connection every 30 minutes (pool_recycle), and a closed backend's CPU can no longer be read
-    backends = {backend: pg0}
+    backends: dict[int, float] = {}
     started, done, batch = time.perf_counter(), 0, []
     last_report = started
-    stats = Statistics(db) if share == 0 else None  # one ANALYZE for all
+    stats = Statistics(db) if share == 0 else None  # one ANALYZE for all the workers
     cpu0 = time.process_time()
 
     def mine(event) -> bool:
@@ -304,7 +299,7 @@ def _ingest_share(db: Database, orders: int, batch_size: int, days: int, share: 
                       f"{done / (last_report - started):,.0f}/s, RSS {rss_mib():.0f} MiB", flush=True)
     if batch:
         flush()
-    return done, time.process_time() - cpu0, sum(backends.values()) - pg0
+    return done, time.process_time() - cpu0, sum(backends.values())
 
 
 def start_reports(dbs, extra_env: dict, instances: int = 1):
