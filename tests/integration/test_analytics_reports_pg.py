@@ -200,6 +200,38 @@ def test_upgrading_a_deployment_rebuilds_the_rollups_of_existing_companies():
         drop_databases(dbs)
 
 
+def test_upgrading_to_0004_counts_the_customers_served_from_the_customers_rollup():
+    """Migration 0004 fills the "served" rollup from the "customers" rows the old version kept: per
+    company, grain and period, the customers with an order completed (m0 > 0)."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+    from reports.models import Rollup
+    dbs = create_databases(["reports"])
+    try:
+        url = dbs.url("reports")
+        upgrade("reports", url, revision="0003")
+        a, b = uuid.uuid4(), uuid.uuid4()
+        day, other_day, month = dt.date(2026, 3, 4), dt.date(2026, 3, 9), dt.date(2026, 3, 1)
+        rows = [(a, "d", day, "c1", 2), (a, "d", day, "c2", 1), (a, "d", day, "c3", 0),  # c3: revenue only
+                (a, "d", other_day, "c1", 1), (a, "m", month, "c1", 3), (a, "m", month, "c2", 1),
+                (a, "m", month, "c3", 0), (b, "d", day, "c9", 1), (b, "m", month, "c9", 1)]
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.insert(Rollup.__table__), [
+                {"tenant_id": t, "rollup": "customers", "grain": g, "period": p, "team": "", "type": "", "d1": c,
+                 "d2": "", "m0": n, **{f"m{i}": 0 for i in range(1, 14)}} for t, g, p, c, n in rows])
+        upgrade("reports", url)
+        with engine.connect() as conn:
+            served = conn.execute(sa.select(Rollup.tenant_id, Rollup.grain, Rollup.period, Rollup.m0)
+                                  .where(Rollup.rollup == "served")).all()
+        engine.dispose()
+        assert sorted(served, key=str) == sorted([(a, "d", day, 2), (a, "d", other_day, 1), (a, "m", month, 2),
+                                                  (b, "d", day, 1), (b, "m", month, 1)], key=str)
+    finally:
+        drop_databases(dbs)
+
+
 def test_a_nul_character_in_a_payload_is_dropped_not_a_failed_batch(pg):
     """The batch writes travel as jsonb (rollups._upsert_postgres, projections.write_facts), which
     refuses U+0000: it is dropped from names and labels, and the batch commits."""

@@ -7,7 +7,9 @@ the rollups receive the difference between what the changed rows contribute afte
 (`Deltas`), written at the end of the transaction as one sorted upsert per table: two transactions
 take the rows' locks in the same order, so they wait for each other but never deadlock. Whatever order
 the events arrive in, and however often a row changes, the rollups stay equal to the sum over the
-rows (a replay rebuilds the same figures; tests compare the reports read both ways).
+rows (a replay rebuilds the same figures; tests compare the reports read both ways). One rollup is
+not such a sum: "served", the customers with an order completed per day and per month, is kept from
+the "customers" rows' count of completed orders crossing zero (`Deltas._served`).
 
 Each contribution goes to two grains: the local day (`d`) and the local month (`m`). A report over
 whole months reads the month rows (a year is 12 rows per group), the days at its edges from the day
@@ -20,6 +22,7 @@ the previous). Up to `EXACT_TIMING_LIMIT` (1,000) completed orders a report read
 that its p90 is estimated inside the bucket holding the nearest rank (log interpolation), within
 one bucket's width (≤ 19 %, typically a few %) of the exact one.
 """
+import bisect
 import datetime as dt
 import math
 from collections import namedtuple
@@ -58,6 +61,10 @@ SPECS = {
     "items_all": ("orders",),  # orders that used any service item (not the sum over items)
     # per d1 = customer: orders completed, revenue settled
     "customers": ("completed", "revenue_c", "revenued"),
+    # the customers served (completed > 0 in "customers") per day and per month: not a sum of
+    # contributions but kept from the "customers" rows' crossings of zero (Deltas.write); a month's
+    # count is of its month rows, not the sum of its days (a customer served twice counts once)
+    "served": ("customers",),
     # per type, d1 = plan: planned orders created that day, by outcome now
     "plans": ("planned", "done", "cancelled", "open"),
     # per d1 = dimension (part | warehouse | technician | customer), d2 = its id: consumption
@@ -414,29 +421,58 @@ class Deltas:
             row[column] = row.get(column, 0) + sign
 
     def write(self, uow: UnitOfWork) -> None:
-        """One sorted upsert per table (rows with no change left out)."""
+        """One sorted upsert per table (rows with no change left out). The "customers" rows are their
+        own statement, in their place in the order: what it returns (each row's count of completed
+        orders after the change) gives the "served" rows, which sort after them."""
         rows = [(*key, *values) for key, values in sorted(self.rows.items()) if any(values)]
-        _upsert(uow, Rollup.__table__, rows, [f"m{i}" for i in range(ROLLUP_MEASURES)])
+        measures = [f"m{i}" for i in range(ROLLUP_MEASURES)]
+        first = bisect.bisect_left(rows, ("customers",))
+        end = bisect.bisect_left(rows, ("customers\0",))
+        _upsert(uow, Rollup.__table__, rows[:first], measures)
+        customers = rows[first:end]
+        served = self._served(_upsert(uow, Rollup.__table__, customers, measures, returning=True), customers)
+        _upsert(uow, Rollup.__table__, sorted(served + rows[end:]), measures)
         hist_rows = [(*key, {c: n for c, n in changes.items() if n})
                      for key, changes in sorted(self.histograms.items()) if any(changes.values())]
         _upsert(uow, TimingHistogram.__table__, hist_rows, HISTOGRAM_COLUMNS, sparse=True)
         self.rows.clear()
         self.histograms.clear()
 
+    @staticmethod
+    def _served(after: list[tuple], written: list[tuple]) -> list[tuple]:
+        """"served" rows from the "customers" rows' completed counts after the upsert (`after`: grain,
+        period, customer, count) and the change this batch made to them: a count that went from 0 to
+        more serves one more customer in that period, one that went back to 0 one fewer. The count
+        returned is the row's after every earlier transaction that changed it (the upsert waited for
+        them), so concurrent batches never count the same crossing twice."""
+        change = {(row[1], row[2], row[5]): row[7] for row in written}  # (grain, period, d1) → Δ completed
+        counts: dict[tuple, int] = {}
+        for grain, period, customer, now in after:
+            delta = change[(grain, period, customer)]
+            if delta and (now > 0) != (now - delta > 0):
+                key = (grain, period)
+                counts[key] = counts.get(key, 0) + (1 if now > 0 else -1)
+        return [("served", grain, period, "", "", "", "", n, *[0] * (ROLLUP_MEASURES - 1))
+                for (grain, period), n in counts.items() if n]
+
 
 HISTOGRAM_COLUMNS = [f"{m}{i}" for m in TIMING_MEASURES for i in range(HISTOGRAM_BUCKETS)]
 
 
-def _upsert(uow: UnitOfWork, table: sa.Table, rows: list[tuple], measures: list[str], sparse: bool = False) -> None:
+RETURNED = ("grain", "period", "d1", "m0")  # what an upsert of rollup rows returns, asked to
+
+
+def _upsert(uow: UnitOfWork, table: sa.Table, rows: list[tuple], measures: list[str], sparse: bool = False,
+            returning: bool = False) -> list[tuple]:
     """Add rows to the table's rows with the same keys: INSERT … ON CONFLICT (key) DO UPDATE SET
     m = m + EXCLUDED.m, in the given (sorted) order. A row is its key columns after tenant_id, then
-    its measures — or, `sparse`, one dict of the measures that are not zero."""
+    its measures — or, `sparse`, one dict of the measures that are not zero. `returning`: the
+    RETURNED columns of each row as written (in no particular order)."""
     if not rows:
-        return
+        return []
     keys = [c.name for c in table.primary_key.columns]  # tenant_id first
     if uow.session.get_bind().dialect.name == "postgresql":
-        _upsert_postgres(uow, table, rows, keys, measures, sparse)
-        return
+        return _upsert_postgres(uow, table, rows, keys, measures, sparse, returning)
     from sqlalchemy.dialects.sqlite import insert
     statement = insert(table)
     statement = statement.on_conflict_do_update(index_elements=keys,
@@ -444,13 +480,18 @@ def _upsert(uow: UnitOfWork, table: sa.Table, rows: list[tuple], measures: list[
     tenant = uow.ctx.tenant_id
     if sparse:
         rows = [(*row[:-1], *(row[-1].get(m, 0) for m in measures)) for row in rows]
-    uow.session.connection().execute(statement, [dict(zip(keys + measures, (tenant, *row))) for row in rows])
+    params = [dict(zip(keys + measures, (tenant, *row))) for row in rows]
+    if not returning:
+        uow.session.connection().execute(statement, params)
+        return []
+    result = uow.session.connection().execute(statement.returning(*[table.c[c] for c in RETURNED]), params)
+    return [tuple(row) for row in result]
 
 
 _CASTS = {sa.Date: "date", sa.BigInteger: "bigint", sa.Integer: "integer"}
 
 
-def _upsert_postgres(uow, table, rows, keys, measures, sparse) -> None:
+def _upsert_postgres(uow, table, rows, keys, measures, sparse, returning) -> list[tuple]:
     """The rows travel as one JSON parameter that PostgreSQL unpacks (jsonb_array_elements): a batch
     writes thousands of rollup rows, and binding each value separately costs more than the write.
     jsonb, not json: json re-parses an element's text on every ->> (21 per row), jsonb indexes it."""
@@ -470,9 +511,12 @@ def _upsert_postgres(uow, table, rows, keys, measures, sparse) -> None:
            f"SELECT %s::uuid, {', '.join(values)} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS r(v, i) "
            f"ORDER BY r.i ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
            + ", ".join(f"{m} = {table.name}.{m} + EXCLUDED.{m}" for m in updated))
+    if returning:
+        sql += f" RETURNING {', '.join(RETURNED)}"
     payload = jsonb_param(rows)
     with uow.session.connection().connection.cursor() as cursor:
         cursor.execute(sql, (str(uow.ctx.tenant_id), payload))
+        return [tuple(row) for row in cursor.fetchall()] if returning else []
 
 
 def jsonb_param(value) -> str:

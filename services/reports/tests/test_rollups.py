@@ -263,6 +263,24 @@ def test_a_rebuild_gives_the_same_rollups(random_year):
     assert_same(random_year, TENANT, **RANDOM_QUERIES[0])
 
 
+def test_the_served_counts_are_the_customers_with_a_completion_per_day_and_month(random_year):
+    # "served" is kept from the crossings of zero of the customers rows (rollups.Deltas._served), not
+    # summed from contributions: each day's and month's count is its customers rows with completed > 0
+    with UnitOfWork(random_year, system_context(TENANT)) as uow:
+        rows = uow.session.query(Rollup).filter(Rollup.rollup.in_(("customers", "served"))).all()
+    expected, served = {}, {}
+    for r in rows:
+        if r.rollup == "customers" and r.m0 > 0:
+            expected[(r.grain, r.period)] = expected.get((r.grain, r.period), 0) + 1
+        elif r.rollup == "served" and r.m0:
+            served[(r.grain, r.period)] = r.m0
+    assert served == expected
+    assert {grain for grain, _ in served} == {"d", "m"}
+    # reopened orders completed again on another day left rows with no completion (and no revenue):
+    # customers went back to 0 and were taken off that day's count
+    assert any(r.rollup == "customers" and r.grain == "d" and r.m0 == 0 and r.m2 == 0 for r in rows)
+
+
 def test_p90_from_the_buckets_is_close_to_the_exact_one(random_year, monkeypatch):
     query = ReportQuery(date_from="2026-01-01", date_to="2026-12-31", group_by="month")
     with UnitOfWork(random_year, system_context(TENANT)) as uow:
