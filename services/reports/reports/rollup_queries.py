@@ -368,7 +368,7 @@ def revenue(uow: UnitOfWork, win: Window) -> dict:
 # -- 客户报表 ---------------------------------------------------------------------------------
 
 def customers(uow: UnitOfWork, win: Window) -> dict:
-    rows_t, _ = _tilings(win)
+    rows_t, whole = _tilings(win)
     q = win.q
     new = defaultdict(int)
     for created in uow.session.scalars(sa.select(CustomerFact.created_at).where(
@@ -376,43 +376,28 @@ def customers(uow: UnitOfWork, win: Window) -> dict:
         new[win.bucket(created)] += 1
     total = uow.session.scalar(sa.select(sa.func.count()).select_from(CustomerFact).where(
         sa.or_(CustomerFact.created_at.is_(None), CustomerFact.created_at < win.end))) or 0
-    period = rollups.period_expr(uow, R.period, q.group_by).label("period")
-    # one scan of the rows' tiling (it covers the window as the whole one does): per (period,
-    # customer) sums, then both the customers served per period (pairs counted: a hash aggregate;
-    # COUNT(DISTINCT) sorts every row) and the per-customer sums of the window (top lists, served
-    # total) from them, instead of two scans of tens of thousands of rollup rows
-    where = (rollups.of_company(uow, R), R.rollup == "customers", rows_t.where(R))
-    if q.group_by == "day" or (q.group_by == "month" and rows_t.months is not None and not _edge_days(rows_t)):
-        # a rollup row is already one (period, customer): day rows by day, whole months by month
-        per = sa.select(period, R.d1, *[rollups.measure("customers", n).label(n) for n in (
-            "completed", "revenue_c", "revenued")]).where(*where).cte("per")
-    else:
-        per = sa.select(period, R.d1, *rollups.sums("customers", "completed", "revenue_c", "revenued")).where(
-            *where).group_by(period, R.d1).cte("per")
-    # the per-customer sums stay in PostgreSQL: what comes back is the served count per period, the
-    # served total and the two top lists (thousands of customers ranked in Python cost ~50 ms)
-    per_customer = sa.select(per.c.d1, *[rollups.total(per.c[n]).label(n) for n in (
-        "completed", "revenue_c", "revenued")]).group_by(per.c.d1).cte("per_customer")
+    served = _served(uow, win, rows_t)
+    # the per-customer sums of the window (whole months where it can: a month is one row per customer)
+    # stay in PostgreSQL: what comes back is the served total and the two top lists (thousands of
+    # customers ranked in Python cost ~50 ms)
+    per_customer = sa.select(R.d1, *rollups.sums("customers", "completed", "revenue_c", "revenued")).where(
+        rollups.of_company(uow, R), R.rollup == "customers", whole.where(R)).group_by(R.d1).cte("per_customer")
     pc = per_customer.c
     # ties in the order Python sorts strings, as the row-by-row report does (not the database's collation)
     customer = pc.d1.collate("C") if uow.session.get_bind().dialect.name == "postgresql" else pc.d1
 
-    def answer(kind: str, period, d1, value, where, ranked_by=None):
-        stmt = sa.select(sa.literal(kind).label("kind"), period.label("period"), d1.label("d1"),
-                         value.label("value")).where(where)
+    def answer(kind: str, d1, value, where, ranked_by=None):
+        stmt = sa.select(sa.literal(kind).label("kind"), d1.label("d1"), value.label("value")).where(where)
         if ranked_by is None:
             return stmt
         return sa.select(stmt.order_by(ranked_by.desc(), customer).limit(q.top).subquery())
-    no_period, no_customer = sa.cast(sa.null(), sa.Date), sa.cast(sa.null(), sa.String)  # (typed: a UNION's types)
-    parts = [answer("served", per.c.period, no_customer, sa.func.count(), per.c.completed > 0).group_by(per.c.period),
-             answer("total", no_period, no_customer, sa.func.count(), pc.completed > 0),
-             answer("orders", no_period, pc.d1, pc.completed, pc.completed > 0, ranked_by=pc.completed),
-             answer("revenue", no_period, pc.d1, pc.revenue_c, pc.revenued > 0, ranked_by=pc.revenue_c)]
-    served, served_total, top = {}, 0, {"orders": [], "revenue": []}
-    for kind, p, d1, value in uow.session.connection().execute(sa.union_all(*parts)):
-        if kind == "served":
-            served[p] = value
-        elif kind == "total":
+    no_customer = sa.cast(sa.null(), sa.String)  # (typed: a UNION's types)
+    parts = [answer("total", no_customer, sa.func.count(), pc.completed > 0),
+             answer("orders", pc.d1, pc.completed, pc.completed > 0, ranked_by=pc.completed),
+             answer("revenue", pc.d1, pc.revenue_c, pc.revenued > 0, ranked_by=pc.revenue_c)]
+    served_total, top = 0, {"orders": [], "revenue": []}
+    for kind, d1, value in uow.session.connection().execute(sa.union_all(*parts)):
+        if kind == "total":
             served_total = value
         else:
             top[kind].append((d1, value))
@@ -427,6 +412,19 @@ def customers(uow: UnitOfWork, win: Window) -> dict:
                                   for c, v in by_orders],
                 "top_by_revenue": [{"customer_id": c, "customer_name": names.get(c),
                                     "revenue": domain.money(from_cents(v))} for c, v in by_revenue]}}
+
+
+def _served(uow: UnitOfWork, win: Window, rows_t: Tiling) -> dict:
+    """Customers served (an order completed) per period. Per day and per whole month the count is
+    kept ("served" rollup: one row a period); a week or a month cut by the window is counted from
+    the (period, customer) sums of its day rows."""
+    q = win.q
+    if q.group_by == "day" or (q.group_by == "month" and rows_t.months is not None and not _edge_days(rows_t)):
+        return {r.period: r.customers for r in select(uow, "served", rows_t, [], ("customers",), period=q.group_by)}
+    period = rollups.period_expr(uow, R.period, q.group_by).label("period")
+    per = sa.select(period).where(rollups.of_company(uow, R), R.rollup == "customers", rows_t.where(R)).group_by(
+        period, R.d1).having(rollups.total(rollups.measure("customers", "completed")) > 0).subquery()
+    return dict(uow.session.connection().execute(sa.select(per.c.period, sa.func.count()).group_by(per.c.period)).all())
 
 
 def _edge_days(tiling: Tiling) -> bool:
