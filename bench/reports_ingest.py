@@ -393,6 +393,8 @@ def p95(samples: list[float]) -> float:
 
 
 def queries(db: Database, repeat: int, tenant: uuid.UUID = TENANT) -> None:
+    if repeat < 1:  # --queries 0: the ingestion figures only
+        return
     Statistics(db).maybe(0, force=True)
     freeze_startup_objects()  # as the service process does once started (svc_common/runner.py)
     ranges = {"month": ("2026-06-01", "2026-06-30", "day"), "year": ("2026-01-01", "2026-12-31", "month")}
@@ -518,7 +520,7 @@ def main() -> None:
                              "full year's)")
     parser.add_argument("--instances", type=int, default=1, help="reports processes (path consumer)")
     parser.add_argument("--workers", type=int, default=1, help="loader processes (path direct)")
-    parser.add_argument("--queries", type=int, default=20, help="runs of each report for its p95")
+    parser.add_argument("--queries", type=int, default=20, help="runs of each report for its p95 (0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the database (EXPLAIN the reports' queries)")
     parser.add_argument("--database", help="only the queries (or --freshness-rate), on a database an earlier run "
                                            "kept (its URL)")
