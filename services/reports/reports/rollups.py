@@ -62,7 +62,7 @@ SPECS = {
     # per d1 = customer: orders completed, revenue settled
     "customers": ("completed", "revenue_c", "revenued"),
     # the customers served (completed > 0 in "customers") per day and per month: not a sum of
-    # contributions but kept from the "customers" rows' crossings of zero (Deltas.write); a month's
+    # contributions but kept from the "customers" rows' crossings of zero (Deltas._served); a month's
     # count is of its month rows, not the sum of its days (a customer served twice counts once)
     "served": ("customers",),
     # per type, d1 = plan: planned orders created that day, by outcome now
@@ -440,7 +440,7 @@ class Deltas:
 
     @staticmethod
     def _served(after: list[tuple], written: list[tuple]) -> list[tuple]:
-        """"served" rows from the "customers" rows' completed counts after the upsert (`after`: grain,
+        """The "served" rows from the "customers" rows' completed counts after the upsert (`after`: grain,
         period, customer, count) and the change this batch made to them: a count that went from 0 to
         more serves one more customer in that period, one that went back to 0 one fewer. The count
         returned is the row's after every earlier transaction that changed it (the upsert waited for
