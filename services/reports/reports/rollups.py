@@ -445,7 +445,8 @@ class Deltas:
         more serves one more customer in that period, one that went back to 0 one fewer. The count
         returned is the row's after every earlier transaction that changed it (the upsert waited for
         them), so concurrent batches never count the same crossing twice."""
-        change = {(row[1], row[2], row[5]): row[7] for row in written}  # (grain, period, d1) → Δ completed
+        change = {(grain, period, customer): completed  # "completed" is the customers rollup's m0
+                  for _, grain, period, _, _, customer, _, completed, *_ in written}
         counts: dict[tuple, int] = {}
         for grain, period, customer, now in after:
             delta = change[(grain, period, customer)]
